@@ -1,0 +1,41 @@
+"""Errors the app turns into clear JSON answers instead of tracebacks."""
+
+from __future__ import annotations
+
+import re
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+class LabError(Exception):
+    status = 500
+    code = "error"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class BadInput(LabError):
+    status = 400
+    code = "bad-request"
+
+
+class SidecarUnreachable(LabError):
+    """redis, memcached or the manager server cannot be reached."""
+
+    status = 503
+    code = "sidecar-unreachable"
+
+
+class LockTimeout(LabError):
+    status = 503
+    code = "lock-timeout"
+
+
+def valid_key(raw: str | None, what: str = "key") -> str:
+    if raw is None:
+        raise BadInput(f"missing query parameter {what!r}")
+    if not KEY_PATTERN.match(raw):
+        raise BadInput(f"{what} must match {KEY_PATTERN.pattern}")
+    return raw

@@ -1,0 +1,46 @@
+"""The race window: what happens between reading shared state and writing it back.
+
+The GIL hides most races: `x += 1` on a global rarely interleaves unless the
+thread gives up the interpreter between the read and the write. Real handlers do
+give it up (a database call, a log line that flushes, a template render), so the
+lab makes that explicit and configurable:
+
+- ``none``: read and write back to back; races are rare and luck-dependent.
+- ``yield``: a cooperative yield. ``time.sleep(0)`` releases the GIL to other
+  threads; under gevent it is ``gevent.sleep(0)`` (what a monkey-patched
+  ``time.sleep`` is), so greenlets switch too, patched or not.
+- ``io``: a real network round trip (redis PING when redis is configured) -
+  blocking I/O in an unpatched process, a switch point under patched gevent.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def _gevent_running() -> bool:
+    if "gevent" not in sys.modules:
+        return False
+    import gevent
+
+    return gevent.getcurrent().parent is not None
+
+
+class RaceWindow:
+    def __init__(self, mode: str, redis_client=None):
+        self.mode = mode
+        self.redis_client = redis_client
+
+    def __call__(self) -> None:
+        if self.mode == "none":
+            return
+        if self.mode == "io" and self.redis_client is not None:
+            self.redis_client.ping()
+            return
+        if _gevent_running():
+            import gevent
+
+            gevent.sleep(0)
+        else:
+            time.sleep(0)

@@ -1,0 +1,34 @@
+"""The registry of state strategies: one module each, collected in declaration order."""
+
+from __future__ import annotations
+
+from . import (
+    cache_counter,
+    locked_global,
+    manager_counter,
+    memcached_counter,
+    naive_global,
+    redis_counter,
+    request_isolation,
+    session_counter,
+    session_dict,
+    sql_counter,
+)
+from .base import CHECKS, CounterStrategy, IsolationStrategy, SessionStrategy, Strategy
+
+MODULES = (
+    naive_global,
+    locked_global,
+    redis_counter,
+    memcached_counter,
+    sql_counter,
+    manager_counter,
+    cache_counter,
+    session_dict,
+    session_counter,
+    request_isolation,
+)
+
+REGISTRY: dict[str, Strategy] = {s.name: s for module in MODULES for s in module.STRATEGIES}
+
+__all__ = ["CHECKS", "REGISTRY", "CounterStrategy", "IsolationStrategy", "SessionStrategy", "Strategy"]

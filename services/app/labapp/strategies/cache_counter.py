@@ -1,0 +1,77 @@
+"""Counters through Flask-Caching, four backends, two ways each.
+
+``get-set`` reads, yields, writes back value+1. ``inc`` calls ``cache.inc``:
+atomic where the backend has an atomic increment (redis INCRBY, memcached incr),
+but a plain get-then-set in cachelib's SimpleCache and FileSystemCache.
+SimpleCache lives in one process; FileSystemCache in one host's folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .base import CounterStrategy
+
+BACKENDS = {
+    # name: (Flask-Caching CACHE_TYPE, sidecar it needs)
+    "simple": ("SimpleCache", None),
+    "filesystem": ("FileSystemCache", None),
+    "redis": ("RedisCache", "redis"),
+    "memcached": ("MemcachedCache", "memcached"),
+}
+
+
+def cache_config(backend: str, settings) -> dict:
+    cache_type, _ = BACKENDS[backend]
+    config = {"CACHE_TYPE": cache_type, "CACHE_DEFAULT_TIMEOUT": 3600, "CACHE_KEY_PREFIX": "lab:cache:"}
+    if backend == "filesystem":
+        config["CACHE_DIR"] = os.path.join(settings.data_dir, "flask-caching")
+        config["CACHE_THRESHOLD"] = 100_000
+    elif backend == "redis":
+        config["CACHE_REDIS_URL"] = settings.redis_url or "redis://127.0.0.1:1/0"
+    elif backend == "memcached":
+        config["CACHE_MEMCACHED_SERVERS"] = [settings.memcached or "127.0.0.1:1"]
+    elif backend == "simple":
+        config["CACHE_THRESHOLD"] = 100_000
+    return config
+
+
+class CacheCounter(CounterStrategy):
+    backend: str = "simple"
+    cache = None  # a flask_caching.Cache, set by the factory
+
+    def read(self, key):
+        return int(self.cache.get(key) or 0)
+
+
+class CacheGetSet(CacheCounter):
+    def incr(self, key):
+        value = int(self.cache.get(key) or 0)
+        self.window()
+        self.cache.set(key, value + 1)
+        return value + 1
+
+
+class CacheInc(CacheCounter):
+    def incr(self, key):
+        # Flask-Caching's Cache has no inc(); its backend (a cachelib cache) does.
+        value = self.cache.cache.inc(key, 1)
+        if value is None:
+            raise RuntimeError(f"{self.backend} cache.inc returned None (backend error)")
+        return int(value)
+
+
+def _make(cls, backend: str, how: str):
+    sidecar = BACKENDS[backend][1]
+    strategy = cls(
+        f"cache-{backend}-{how}",
+        "counter",
+        f"Flask-Caching {BACKENDS[backend][0]}, counter by {'cache.inc' if how == 'inc' else 'get then set'}",
+        (sidecar,) if sidecar else (),
+        question=9,
+    )
+    strategy.backend = backend
+    return strategy
+
+
+STRATEGIES = [_make(cls, backend, how) for backend in BACKENDS for cls, how in ((CacheGetSet, "get-set"), (CacheInc, "inc"))]

@@ -1,0 +1,43 @@
+"""The same global with a threading.Lock around read-modify-write.
+
+Correct inside one process for threads, and for greenlets when gevent has
+patched threading. Under gevent *without* patching, a greenlet that yields while
+holding a real lock blocks every other greenlet of its thread on acquire: a
+deadlock. The acquire has a timeout so that shows up as 503 errors instead of a
+hung worker.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ..errors import LockTimeout
+from .base import CounterStrategy
+
+LOCK_TIMEOUT_S = 1.0
+
+
+class LockedGlobal(CounterStrategy):
+    values: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def incr(self, key):
+        if not self.lock.acquire(timeout=LOCK_TIMEOUT_S):
+            raise LockTimeout(
+                f"lock not acquired in {LOCK_TIMEOUT_S}s (a real lock held by a yielding greenlet deadlocks)"
+            )
+        try:
+            value = self.values.get(key, 0)
+            self.window()
+            self.values[key] = value + 1
+            return value + 1
+        finally:
+            self.lock.release()
+
+    def read(self, key):
+        return self.values.get(key, 0)
+
+
+STRATEGIES = [
+    LockedGlobal("locked-global", "counter", "module global guarded by threading.Lock", question=2)
+]

@@ -1,0 +1,49 @@
+"""A counter row in SQLite (WAL mode): UPDATE ... RETURNING inside one transaction.
+
+SQLite is a file on one host: shared by every process and instance of this
+machine, not by other machines.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+from .base import CounterStrategy
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, n INTEGER NOT NULL)"
+
+
+class SqlCounter(CounterStrategy):
+    _local = threading.local()  # sqlite3 connections must not cross threads
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.res.sqlite_path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(_SCHEMA)
+            self._local.conn = conn
+        return conn
+
+    def incr(self, key):
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("INSERT OR IGNORE INTO counters (key, n) VALUES (?, 0)", (key,))
+            (value,) = conn.execute(
+                "UPDATE counters SET n = n + 1 WHERE key = ? RETURNING n", (key,)
+            ).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(value)
+
+    def read(self, key):
+        row = self._conn().execute("SELECT n FROM counters WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+
+STRATEGIES = [SqlCounter("sql-update", "counter", "SQLite WAL, UPDATE ... RETURNING in a transaction", question=6)]
