@@ -44,3 +44,12 @@ class RaceWindow:
             gevent.sleep(0)
         else:
             time.sleep(0)
+
+
+def greenlets_over_real_threads() -> bool:
+    """True in a greenlet of a process where gevent has not patched threading."""
+    if not _gevent_running():
+        return False
+    from gevent import monkey
+
+    return not monkey.is_module_patched("threading")

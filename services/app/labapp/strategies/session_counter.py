@@ -12,6 +12,8 @@ requests of the *same* user both read, both write: the last write wins.
 
 from __future__ import annotations
 
+import secrets
+
 from flask import session
 
 from .base import SessionStrategy
@@ -33,7 +35,8 @@ class SessionCounter(SessionStrategy):
 
 class GrowingCookieSession(SessionCounter):
     def incr(self, client):
-        session["pad"] = session.get("pad", "") + "x" * PAD_PER_REQUEST
+        # Random bytes: Flask compresses the cookie, and repeated characters would hide the growth.
+        session["pad"] = session.get("pad", "") + secrets.token_hex(PAD_PER_REQUEST // 2)
         answer = super().incr(client)
         answer["session_bytes"] = len(session["pad"])
         return answer

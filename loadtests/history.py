@@ -1,0 +1,45 @@
+"""One history entry per request, as the load generator recorded it.
+
+Fields (JSON lines, one object per request, in ``history/<cell>.jsonl``):
+
+- ``client``: the locust user that sent it (``u0``, ``u1`` ...)
+- ``req``: request number, unique within the cell
+- ``op``: ``incr`` | ``read`` | ``echo``; ``phase``: ``load`` or ``final`` (quiescent reads after the load)
+- ``invoke`` / ``complete``: seconds since the cell started (monotonic clock)
+- ``status``: HTTP status, 0 when the request failed without one
+- ``value``: what came back (counter value or echoed token); ``sent``: the token sent (isolation)
+- ``owner``: the session's owner as the server saw it (session checks)
+- ``pid``, ``tid``, ``greenlet``, ``instance``, ``worker_class``: who served it
+- ``error``: the error text for a failed request
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+FIELDS = (
+    "client", "req", "op", "phase", "invoke", "complete", "status", "value", "sent", "owner",
+    "pid", "tid", "greenlet", "instance", "worker_class", "error",
+)
+
+
+def ok(entry: dict) -> bool:
+    return entry.get("status") == 200 and entry.get("error") is None
+
+
+def process_of(entry: dict) -> str:
+    """A server process, named so that pids from different instances never collide."""
+    return f"{entry.get('instance')}/{entry.get('pid')}"
+
+
+def write_history(path: Path, entries: list[dict]) -> None:
+    with open(path, "w") as f:
+        for entry in entries:
+            f.write(json.dumps(entry, separators=(",", ":")))
+            f.write("\n")
+
+
+def read_history(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,184 @@
+"""worker-lab's locust scenarios: one user class per kind of check.
+
+Run by the lab's driver (loadtests/drive.py) cell after cell, or by hand:
+
+    LAB_STRATEGY=naive-global locust -f loadtests/locustfile.py --host http://127.0.0.1:8080
+
+Every request is recorded through locust's ``events.request`` hook as a history
+entry (see history.py): who asked, when, what came back, who served it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import time
+
+from locust import FastHttpUser, constant, events, task
+from locust.exception import StopUser
+
+BROWSER_COOKIE_LIMIT = 4096  # RFC 6265 minimum that browsers keep; larger cookies are dropped
+
+
+class Budget:
+    """How many requests a cell may send; None means unbounded (interactive use)."""
+
+    def __init__(self, total: int | None):
+        self.total = total
+        self.issued = 0
+
+    def take(self) -> bool:
+        if self.total is not None and self.issued >= self.total:
+            return False
+        self.issued += 1
+        return True
+
+
+class Recorder:
+    """Collects history entries; cheap appends, written out once per cell."""
+
+    def __init__(self):
+        self.entries: list[dict] = []
+        self.load_count = 0
+        self.t0 = time.monotonic()
+        self.req_ids = itertools.count()
+        self.enabled = True
+
+    def reset(self) -> None:
+        self.entries = []
+        self.load_count = 0
+        self.t0 = time.monotonic()
+        self.req_ids = itertools.count()
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+
+RECORDER = Recorder()
+
+
+class Cell:
+    """What the current cell exercises; the driver sets it, or LAB_* variables do for plain locust."""
+
+    strategy = os.environ.get("LAB_STRATEGY", "naive-global")
+    key = os.environ.get("LAB_KEY") or f"manual-{secrets.token_hex(4)}"
+    budget = Budget(int(os.environ["LAB_REQUESTS"]) if os.environ.get("LAB_REQUESTS") else None)
+    per_user = int(os.environ.get("LAB_PER_USER", "20"))
+    shared_cookie: str | None = None
+    clients = itertools.count()
+
+
+@events.request.add_listener
+def record(request_type, name, response_time, response_length, response=None, context=None, exception=None, **_):
+    lab = (context or {}).get("lab")
+    if lab is None or not RECORDER.enabled:
+        return
+    entry = dict(lab)
+    entry["complete"] = RECORDER.now()
+    status = getattr(response, "status_code", 0) or 0
+    entry["status"] = status
+    body = None
+    if response is not None and status:
+        try:
+            body = response.json()
+        except Exception:  # a body that is not JSON is itself the evidence
+            body = None
+    if isinstance(body, dict):
+        for field in ("value", "owner", "pid", "tid", "greenlet", "instance", "worker_class"):
+            if field in body:
+                entry[field] = body[field]
+        if "error" in body:
+            entry["error"] = f"{body.get('error')}: {body.get('message', '')}"
+    if exception is not None and "error" not in entry:
+        entry["error"] = f"{type(exception).__name__}: {exception}"[:300]
+    elif status != 200 and "error" not in entry:
+        entry["error"] = f"HTTP {status}"
+    RECORDER.entries.append(entry)
+    if entry["phase"] == "load":
+        RECORDER.load_count += 1
+
+
+class LabUser(FastHttpUser):
+    abstract = True
+    wait_time = constant(0)
+    # Keep the generator light: no retries, short timeouts bound every cell.
+    network_timeout = 30.0
+    connection_timeout = 5.0
+
+    def on_start(self):
+        self.client_id = f"u{next(Cell.clients)}"
+
+    def send(self, op: str, path: str, sent: str | None = None, headers: dict | None = None, phase: str = "load"):
+        lab = {"client": self.client_id, "req": next(RECORDER.req_ids), "op": op, "phase": phase,
+               "invoke": RECORDER.now()}
+        if sent is not None:
+            lab["sent"] = sent
+        return self.client.get(path, name=f"{Cell.strategy}/{op}", headers=headers, context={"lab": lab})
+
+    def take_or_stop(self) -> None:
+        if not Cell.budget.take():
+            raise StopUser()
+
+
+class CounterUser(LabUser):
+    """Shared counter: every request increments one key; values must be unique and none lost."""
+
+    @task
+    def increment(self):
+        self.take_or_stop()
+        self.send("incr", f"/s/{Cell.strategy}/incr?key={Cell.key}")
+
+
+class SameUserUser(LabUser):
+    """Many concurrent users carrying one session cookie: one user, many tabs."""
+
+    def on_start(self):
+        super().on_start()
+        self.client.client.cookiejar = None  # the shared cookie is sent by hand
+
+    @task
+    def increment(self):
+        self.take_or_stop()
+        headers = {"Cookie": Cell.shared_cookie} if Cell.shared_cookie else None
+        self.send("incr", f"/s/{Cell.strategy}/incr?client=shared", headers=headers)
+
+
+class SessionUser(LabUser):
+    """One user, one session, requests one after another; keeps cookies the way a browser does."""
+
+    def on_start(self):
+        super().on_start()
+        self.client.client.cookiejar = None
+        self.cookie: str | None = None
+        self.done = 0
+
+    @task
+    def increment(self):
+        if self.done >= Cell.per_user:
+            raise StopUser()
+        self.take_or_stop()
+        self.done += 1
+        headers = {"Cookie": self.cookie} if self.cookie else None
+        response = self.send("incr", f"/s/{Cell.strategy}/incr?client={self.client_id}", headers=headers)
+        set_cookie = response.headers.get("Set-Cookie") if response is not None and response.headers else None
+        if set_cookie and len(set_cookie) <= BROWSER_COOKIE_LIMIT:
+            self.cookie = set_cookie.split(";", 1)[0]
+
+
+class IsolationUser(LabUser):
+    """Every request sends its own token and must get that token back."""
+
+    @task
+    def echo(self):
+        self.take_or_stop()
+        token = f"{self.client_id}-{secrets.token_hex(6)}"
+        self.send("echo", f"/s/{Cell.strategy}/echo?token={token}", sent=token)
+
+
+USER_CLASSES = {
+    "counter": CounterUser,
+    "same-user": SameUserUser,
+    "session": SessionUser,
+    "isolation": IsolationUser,
+}

@@ -1,0 +1,158 @@
+"""The expected verdict of every (strategy, scenario) cell, with a one-line reason.
+
+Declared as one rule per strategy over the scenario's traits (see
+scenarios.Scenario), so the 300-odd cells of the table cannot drift apart; `python -m
+workerlab expected` prints the table in full. The rules hold for the default race
+window (``yield``). With ``none`` or ``io``, cells whose outcome rests on that
+window are marked "not judged" rather than guessed.
+
+Verdicts are sets of: lost-updates, diverges, leaks, error - or {correct}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .scenarios import Scenario
+
+CORRECT = frozenset({"correct"})
+VERDICT_WORDS = ("correct", "lost-updates", "diverges", "leaks", "error")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    verdict: frozenset[str]
+    reason: str
+    rests_on_window: bool = False  # only holds with the explicit 'yield' race window
+
+    @property
+    def label(self) -> str:
+        return format_verdict(self.verdict)
+
+
+def format_verdict(verdict) -> str:
+    if "any" in verdict:
+        return "any"
+    return "+".join(w for w in VERDICT_WORDS if w in verdict) or "?"
+
+
+def _v(*words: str) -> frozenset[str]:
+    return frozenset(words) if words else CORRECT
+
+
+def in_process(s: Scenario, *, lock: bool = False, atomic_in_process: bool = False) -> Expectation:
+    """State in a module global of each process (naive global, locked global, SimpleCache)."""
+    if s.forks_per_request:
+        return Expectation(_v("lost-updates"), "each request runs in a fresh fork whose increment dies with it")
+    words = []
+    reasons = []
+    c = s.in_process_concurrency
+    if c == "greenlets-unpatched" and lock:
+        return Expectation(
+            _v("error"), "a real Lock held by a yielding greenlet blocks the whole thread: acquire times out", True
+        )
+    if c != "none" and not lock and not atomic_in_process:
+        words.append("lost-updates")
+        reasons.append(f"{c} interleave between read and write")
+    if s.processes > 1:
+        words.append("diverges")
+        reasons.append(f"each of {s.processes} processes counts on its own")
+    if not words:
+        if c == "none":
+            return Expectation(CORRECT, "one request at a time in one process")
+        return Expectation(CORRECT, "one process, and the lock (or cache lock) serializes the update")
+    return Expectation(_v(*words), "; ".join(reasons), rests_on_window="lost-updates" in words)
+
+
+def shared_atomic(s: Scenario, store: str) -> Expectation:
+    return Expectation(CORRECT, f"{store} does the increment atomically in one place")
+
+
+def shared_racy(s: Scenario, store: str, *, yields_in_process: bool = True) -> Expectation:
+    """Read, window, write against a store every process shares."""
+    c = s.in_process_concurrency
+    multi = s.processes > 1 or s.forks_per_request
+    in_proc = c != "none" and yields_in_process
+    if multi or in_proc:
+        who = "processes" if multi else c
+        return Expectation(_v("lost-updates"), f"{who} read the same {store} value and both write +1", in_proc and not multi)
+    if c != "none" and not yields_in_process:
+        return Expectation(CORRECT, f"nothing in the {store} round trip yields in this worker, and one process")
+    return Expectation(CORRECT, "one request at a time, so read-then-write never interleaves")
+
+
+def _io_yields(s: Scenario, kind: str) -> bool:
+    """Does a library-internal read-then-write (no explicit window) interleave inside one process?"""
+    c = s.in_process_concurrency
+    if c == "threads":
+        return True  # socket and file I/O release the GIL
+    if c == "greenlets":
+        return kind == "socket"  # patched sockets yield; file I/O does not
+    return False  # unpatched greenlets only switch at explicit gevent calls
+
+
+def _session_in_process(s: Scenario) -> Expectation:
+    if s.forks_per_request:
+        return Expectation(_v("diverges"), "every request runs in a fresh fork with the parent's empty dict")
+    if s.processes > 1:
+        return Expectation(_v("diverges"), f"each of {s.processes} processes keeps its own dict")
+    return Expectation(CORRECT, "one dict, and one user's requests come one at a time")
+
+
+def expect(strategy: str, s: Scenario) -> Expectation:
+    """The expected verdict for one cell."""
+    if strategy == "naive-global":
+        return in_process(s)
+    if strategy == "locked-global":
+        return in_process(s, lock=True)
+    if strategy == "cache-simple-get-set":
+        return in_process(s)
+    if strategy == "cache-simple-inc":
+        return in_process(s, atomic_in_process=True)
+    if strategy in ("redis-incr", "cache-redis-inc"):
+        return shared_atomic(s, "redis")
+    if strategy in ("memcached-incr", "memcached-cas"):
+        return shared_atomic(s, "memcached")
+    if strategy == "sql-update":
+        return shared_atomic(s, "SQLite (one transaction)")
+    if strategy == "mp-manager":
+        return shared_atomic(s, "the manager server (under its lock)")
+    if strategy in ("redis-get-set", "cache-redis-get-set"):
+        return shared_racy(s, "redis")
+    if strategy in ("memcached-get-set", "cache-memcached-get-set"):
+        return shared_racy(s, "memcached")
+    if strategy == "cache-filesystem-get-set":
+        return shared_racy(s, "cache file")
+    if strategy == "cache-memcached-inc":
+        # cachelib's MemcachedCache.inc is a get then a set, not memcached's incr.
+        return shared_racy(s, "memcached (cachelib inc is get+set)", yields_in_process=_io_yields(s, "socket"))
+    if strategy == "cache-filesystem-inc":
+        return shared_racy(s, "cache file (cachelib inc is get+set)", yields_in_process=_io_yields(s, "file"))
+    if strategy in ("server-session-redis-same-user", "server-session-fs-same-user"):
+        return shared_racy(s, "session")
+    if strategy in ("cookie-session", "server-session-redis", "server-session-fs"):
+        return Expectation(CORRECT, "the session belongs to one user, whose requests come one at a time")
+    if strategy == "cookie-session-big":
+        return Expectation(_v("lost-updates"), "past 4096 bytes the browser drops the cookie, and the state stops advancing")
+    if strategy == "session-dict":
+        return _session_in_process(s)
+    if strategy in ("iso-request", "iso-contextvar", "iso-flask-g"):
+        return Expectation(CORRECT, "kept per request in a context variable, per thread and per greenlet")
+    if strategy == "iso-thread-local":
+        if s.in_process_concurrency == "greenlets-unpatched":
+            return Expectation(_v("leaks"), "unpatched threading.local is shared by all greenlets of the thread", True)
+        return Expectation(CORRECT, "one value per thread (per greenlet when gevent patched threading)")
+    if strategy == "iso-module-global":
+        if s.in_process_concurrency != "none":
+            return Expectation(
+                _v("leaks"), f"concurrent requests ({s.in_process_concurrency}) overwrite one global", True
+            )
+        return Expectation(CORRECT, "only one request per process at a time")
+    raise KeyError(f"no expected verdict declared for strategy {strategy!r}")
+
+
+def expectation_for(strategy: str, s: Scenario, race_window: str) -> Expectation:
+    e = expect(strategy, s)
+    if race_window != "yield" and e.rests_on_window:
+        return Expectation(frozenset({"any"}), f"not judged: rests on the 'yield' race window ({e.reason})")
+    return e
