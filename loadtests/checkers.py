@@ -88,7 +88,15 @@ def check_counter(history: list[dict]) -> CheckResult:
     for e in sorted(finals, key=lambda e: e["complete"]):
         final_by_process[process_of(e)] = e["value"]
     final_values = set(final_by_process.values())
-    diverges = len(final_values) > 1
+    # Processes disagree at rest - or agree only because each holds exactly its own
+    # acknowledged count (per-process counters that happened to finish level).
+    level_but_separate = (
+        len(final_by_process) > 1
+        and len(final_values) == 1
+        and next(iter(final_values)) < len(acks)
+        and all(v == acks_by_process.get(p, 0) for p, v in final_by_process.items())
+    )
+    diverges = len(final_values) > 1 or level_but_separate
 
     if diverges:
         words.add("diverges")
@@ -102,7 +110,10 @@ def check_counter(history: list[dict]) -> CheckResult:
         lost = max(0, len(acks) - final)
         if final > len(load):
             notes.append(f"final value {final} exceeds the {len(load)} attempted increments")
-    if lost or duplicates_in_process:
+        if lost and finals:
+            examples.append({"final_read": _brief(finals[-1]), "acknowledged": len(acks)})
+    # One shared counter never hands out a value twice; per-process counters may, across processes.
+    if lost or duplicates_in_process or (duplicates and not diverges):
         words.add("lost-updates")
     if errors:
         words.add("error")

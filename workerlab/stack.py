@@ -1,0 +1,243 @@
+"""The native stack: redis, memcached, the manager server, the app instances and nginx.
+
+All on 127.0.0.1, on free ports, with configs and logs in the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import jinja2
+
+from .paths import APP_DIR, NGINX_DIR
+from .procs import Child, Children, StackError, free_port, tail
+from .scenarios import Scenario
+
+HEALTH_TIMEOUT_S = 30.0
+
+# binary -> Debian package that provides it
+BINARIES = {"redis-server": "redis-server", "memcached": "memcached", "nginx": "nginx"}
+
+
+def find_binary(name: str) -> str:
+    found = shutil.which(name) or next(
+        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()), None
+    )
+    if not found:
+        raise StackError(f"{name} not found: install the Debian package '{BINARIES[name]}' (make setup does it)")
+    return found
+
+
+def missing_binaries() -> list[str]:
+    missing = []
+    for name in BINARIES:
+        try:
+            find_binary(name)
+        except StackError:
+            missing.append(name)
+    return missing
+
+
+def _tcp_answers(port: int, send: bytes, expect: bytes) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(send)
+            return expect in s.recv(256)
+    except OSError:
+        return False
+
+
+def http_json(url: str, timeout: float = 2.0) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+class NativeStack:
+    """Bring a scenario's stack up on loopback; ``with`` stops everything it started."""
+
+    def __init__(self, scenario: Scenario, run_dir: Path, *, race_window: str = "yield", direct: bool = False,
+                 sidecars: tuple[str, ...] = ("redis", "memcached", "manager")):
+        self.scenario = scenario
+        self.run_dir = run_dir
+        self.race_window = race_window
+        self.direct = direct
+        self.sidecars = sidecars
+        self.children = Children()
+        self.ports: dict[str, int] = {}
+        self.app_ports: list[int] = []
+        self.secret_key = secrets.token_hex(32)
+        self.manager_authkey = secrets.token_hex(16)
+
+    # -- lifecycle -------------------------------------------------------------
+    def __enter__(self) -> "NativeStack":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("redis", "memcached"):
+            if name in self.sidecars:
+                find_binary("redis-server" if name == "redis" else name)
+        if not self.direct:
+            find_binary("nginx")
+        if "redis" in self.sidecars:
+            self._start_redis()
+        if "memcached" in self.sidecars:
+            self._start_memcached()
+        if "manager" in self.sidecars:
+            self._start_manager()
+        for index in range(self.scenario.instances):
+            self._start_app(index)
+        if not self.direct:
+            self._start_nginx()
+        self._wait_healthy()
+
+    def stop(self) -> None:
+        self.children.stop_all()
+
+    @property
+    def url(self) -> str:
+        port = self.app_ports[0] if self.direct else self.ports["nginx"]
+        return f"http://127.0.0.1:{port}"
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {c.name: c.proc.pid for c in self.children.children if c.proc}
+
+    # -- services --------------------------------------------------------------
+    def _child(self, name: str, argv: list[str], **kwargs) -> Child:
+        return self.children.start(Child(name, argv, self.run_dir / "logs" / f"{name}.log", **kwargs))
+
+    def _start_redis(self) -> None:
+        port = self.ports["redis"] = free_port()
+        data = self.run_dir / "redis"
+        data.mkdir(exist_ok=True)
+        self._child("redis", [
+            find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
+            "--save", "", "--appendonly", "no", "--dir", str(data), "--logfile", "",
+        ])
+
+    def _start_memcached(self) -> None:
+        port = self.ports["memcached"] = free_port()
+        argv = [find_binary("memcached"), "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64", "-c", "4096"]
+        if os.geteuid() == 0:  # memcached refuses to run as root
+            argv += ["-u", "nobody"]
+        self._child("memcached", argv)
+
+    def _start_manager(self) -> None:
+        port = self.ports["manager"] = free_port()
+        env = {**self._base_env(), "LAB_MANAGER_AUTHKEY": self.manager_authkey}
+        self._child("manager", [sys.executable, "-m", "labapp.manager", "--address", f"127.0.0.1:{port}"],
+                    env=env, cwd=APP_DIR)
+
+    def _base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LAB_", "GUNICORN_", "FLASK_"))}
+        env["PYTHONPATH"] = str(APP_DIR)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def app_env(self, index: int, port: int) -> dict[str, str]:
+        env = self._base_env()
+        env.update(dict(self.scenario.env))
+        env.update({
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "LAB_INSTANCE": f"i{index + 1}",
+            "LAB_RACE_WINDOW": self.race_window,
+            "LAB_DATA_DIR": str(self.run_dir / "data"),
+            "LAB_SECRET_KEY": self.secret_key,
+        })
+        if "redis" in self.ports:
+            env["LAB_REDIS_URL"] = f"redis://127.0.0.1:{self.ports['redis']}/0"
+        if "memcached" in self.ports:
+            env["LAB_MEMCACHED"] = f"127.0.0.1:{self.ports['memcached']}"
+        if "manager" in self.ports:
+            env["LAB_MANAGER_ADDRESS"] = f"127.0.0.1:{self.ports['manager']}"
+            env["LAB_MANAGER_AUTHKEY"] = self.manager_authkey
+        return env
+
+    def _start_app(self, index: int) -> None:
+        port = free_port()
+        self.app_ports.append(port)
+        s = self.scenario
+        if s.server == "gunicorn":
+            argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "labapp.wsgi:app"]
+        elif s.server == "flask-dev":
+            argv = [sys.executable, "-m", "labapp.devserver", "--port", str(port)]
+            if s.dev_threaded:
+                argv.append("--threaded")
+            if s.dev_processes > 1:
+                argv += ["--processes", str(s.dev_processes)]
+        else:
+            raise StackError(f"scenario {s.name}: unknown SERVER={s.server!r} (gunicorn or flask-dev)")
+        self._child(f"app-i{index + 1}", argv, env=self.app_env(index, port), cwd=APP_DIR)
+
+    def _start_nginx(self) -> None:
+        port = self.ports["nginx"] = free_port()
+        conf_dir = self.run_dir / "nginx"
+        (conf_dir / "tmp").mkdir(parents=True, exist_ok=True)
+        template = jinja2.Environment(loader=jinja2.FileSystemLoader(NGINX_DIR), autoescape=False,
+                                      keep_trailing_newline=True).get_template("native.conf.j2")
+        conf = conf_dir / "nginx.conf"
+        conf.write_text(template.render(
+            run_dir=conf_dir, listen=f"127.0.0.1:{port}", upstreams=[f"127.0.0.1:{p}" for p in self.app_ports],
+        ))
+        self._child("nginx", [find_binary("nginx"), "-p", str(conf_dir), "-c", str(conf), "-e",
+                              str(conf_dir / "error.log")])
+
+    # -- health ----------------------------------------------------------------
+    def _wait_healthy(self) -> None:
+        checks = []
+        if "redis" in self.ports:
+            checks.append(("redis", lambda: _tcp_answers(self.ports["redis"], b"PING\r\n", b"PONG")))
+        if "memcached" in self.ports:
+            checks.append(("memcached", lambda: _tcp_answers(self.ports["memcached"], b"version\r\n", b"VERSION")))
+        if "manager" in self.ports:
+            checks.append(("manager", lambda: _tcp_answers(self.ports["manager"], b"", b"") or self._port_open("manager")))
+        for index, port in enumerate(self.app_ports):
+            checks.append((f"app-i{index + 1}", lambda port=port: http_json(f"http://127.0.0.1:{port}/health") is not None))
+        if "nginx" in self.ports:
+            checks.append(("nginx", lambda: http_json(f"{self.url}/health") is not None))
+        by_name = {c.name: c for c in self.children.children}
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        for name, healthy in checks:
+            while not healthy():
+                child = by_name.get(name)
+                if child is not None and not child.alive():
+                    raise child.failure("exited during start-up")
+                if time.monotonic() > deadline:
+                    raise (child.failure(f"not healthy after {HEALTH_TIMEOUT_S:.0f}s") if child
+                           else StackError(f"{name} not healthy"))
+                time.sleep(0.05)
+
+    def _port_open(self, name: str) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.ports[name]), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def describe(self) -> dict:
+        return {"url": self.url, "ports": dict(self.ports), "app_ports": list(self.app_ports),
+                "logs": str(self.run_dir / "logs")}
+
+
+__all__ = ["NativeStack", "StackError", "missing_binaries", "tail"]
