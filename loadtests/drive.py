@@ -15,11 +15,13 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import http.client  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
 
 import gevent  # noqa: E402
 import psutil  # noqa: E402
@@ -29,18 +31,18 @@ from locust.env import Environment  # noqa: E402
 
 from . import locustfile  # noqa: E402
 from .history import process_of, write_history  # noqa: E402
-from .locustfile import RECORDER, USER_CLASSES, Budget, Cell  # noqa: E402
+from .locustfile import RECORDER, USER_CLASSES, Budget, Cell, add_entry, make_entry  # noqa: E402
 
 FINAL_READ_CONCURRENCY = 16
-FINAL_READ_MAX = 240
+FINAL_READ_MAX = 480
 
 
 def emit(event: str, **fields) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
-class _FinalReader(locustfile.LabUser):
-    """A user-shaped client for the quiescent reads after the load (not spawned by locust)."""
+class _SetupUser(locustfile.LabUser):
+    """A user-shaped client for set-up requests (not spawned by locust)."""
 
     abstract = True
 
@@ -49,29 +51,48 @@ class _FinalReader(locustfile.LabUser):
         pass
 
 
-def final_reads(env: Environment, cell: dict, processes_seen: set[str]) -> None:
+def _read_once(instance_url: str, path: str, headers: dict, client: str) -> None:
+    """One quiescent read on a fresh connection, straight to an app instance."""
+    lab = {"client": client, "req": next(RECORDER.req_ids), "op": "read", "phase": "final",
+           "invoke": RECORDER.now()}
+    parsed = urlsplit(instance_url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+    try:
+        conn.request("GET", path, headers={**headers, "Connection": "close"})
+        response = conn.getresponse()
+        raw = response.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        add_entry(make_entry(lab, response.status, body))
+    except OSError as exc:
+        add_entry(make_entry(lab, 0, None, exc))
+    finally:
+        conn.close()
+
+
+def final_reads(cell: dict, instances: list[str], processes_seen: set[str]) -> None:
     """Read the counter until every process seen under load answered (or the cap).
 
-    Reads run concurrently so that nginx opens several upstream connections and
-    several workers answer; a process that died (recycled, forked child) never will.
+    Reads bypass nginx (whose kept-alive upstream connections would reach the same
+    worker every time) and open a fresh connection each, many at once, so every
+    idle worker of every instance races to accept some. A process that died
+    (recycled, or a per-request fork) never answers; the cap bounds the wait.
     """
-    readers = [_FinalReader(env) for _ in range(FINAL_READ_CONCURRENCY)]
-    for i, reader in enumerate(readers):
-        reader.client_id = f"final{i}"
-        if cell["check"] == "same-user":
-            reader.client.client.cookiejar = None
-    headers = {"Cookie": Cell.shared_cookie} if cell["check"] == "same-user" and Cell.shared_cookie else None
+    headers = {"Cookie": Cell.shared_cookie} if cell["check"] == "same-user" and Cell.shared_cookie else {}
     query = "client=shared" if cell["check"] == "same-user" else f"key={cell['key']}"
     path = f"/s/{cell['strategy']}/read?{query}"
     answered: set[str] = set()
     sent = 0
-    pool = Pool(FINAL_READ_CONCURRENCY)
+    pool = Pool(FINAL_READ_CONCURRENCY * len(instances))
     while sent < FINAL_READ_MAX and not processes_seen <= answered:
         before = len(RECORDER.entries)
-        for reader in readers:
-            pool.spawn(reader.send, "read", path, headers=headers, phase="final")
+        for i in range(FINAL_READ_CONCURRENCY):
+            for url in instances:
+                pool.spawn(_read_once, url, path, headers, f"final{i}")
         pool.join()
-        sent += len(readers)
+        sent += FINAL_READ_CONCURRENCY * len(instances)
         answered |= {process_of(e) for e in RECORDER.entries[before:] if e.get("status") == 200}
         if not answered and sent >= 3 * FINAL_READ_CONCURRENCY:
             break  # nothing answers reads; the checker will say so
@@ -79,7 +100,7 @@ def final_reads(env: Environment, cell: dict, processes_seen: set[str]) -> None:
 
 def prepare_same_user(env: Environment, cell: dict) -> None:
     """One increment as user 'shared' creates the session whose cookie every user then sends."""
-    reader = _FinalReader(env)
+    reader = _SetupUser(env)
     reader.client_id = "setup"
     reader.client.client.cookiejar = None
     Cell.budget.take()
@@ -98,7 +119,7 @@ def run_cell(cell: dict, plan: dict, out: Path) -> dict:
     Cell.shared_cookie = None
     RECORDER.reset()
     env = Environment(user_classes=[user_class], events=events, host=plan["host"])
-    _FinalReader.host = plan["host"]
+    _SetupUser.host = plan["host"]
     runner = env.create_local_runner()
     me = psutil.Process()
     cpu0 = me.cpu_times()
@@ -120,7 +141,7 @@ def run_cell(cell: dict, plan: dict, out: Path) -> dict:
     runner.quit()
     if cell["check"] in ("counter", "same-user"):
         seen = {process_of(e) for e in RECORDER.entries if e.get("status") == 200}
-        final_reads(env, cell, seen)
+        final_reads(cell, plan.get("instances") or [plan["host"]], seen)
     entries = RECORDER.entries
     write_history(out / "history" / f"{cell['file']}.jsonl", entries)
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)

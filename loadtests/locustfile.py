@@ -69,21 +69,11 @@ class Cell:
     clients = itertools.count()
 
 
-@events.request.add_listener
-def record(request_type, name, response_time, response_length, response=None, context=None, exception=None, **_):
-    lab = (context or {}).get("lab")
-    if lab is None or not RECORDER.enabled:
-        return
+def make_entry(lab: dict, status: int, body, exception: BaseException | None = None) -> dict:
+    """A history entry from what was sent (``lab``) and what came back."""
     entry = dict(lab)
     entry["complete"] = RECORDER.now()
-    status = getattr(response, "status_code", 0) or 0
     entry["status"] = status
-    body = None
-    if response is not None and status:
-        try:
-            body = response.json()
-        except Exception:  # a body that is not JSON is itself the evidence
-            body = None
     if isinstance(body, dict):
         for field in ("value", "owner", "pid", "tid", "greenlet", "instance", "worker_class"):
             if field in body:
@@ -94,9 +84,28 @@ def record(request_type, name, response_time, response_length, response=None, co
         entry["error"] = f"{type(exception).__name__}: {exception}"[:300]
     elif status != 200 and "error" not in entry:
         entry["error"] = f"HTTP {status}"
+    return entry
+
+
+def add_entry(entry: dict) -> None:
     RECORDER.entries.append(entry)
     if entry["phase"] == "load":
         RECORDER.load_count += 1
+
+
+@events.request.add_listener
+def record(request_type, name, response_time, response_length, response=None, context=None, exception=None, **_):
+    lab = (context or {}).get("lab")
+    if lab is None or not RECORDER.enabled:
+        return
+    status = getattr(response, "status_code", 0) or 0
+    body = None
+    if response is not None and status:
+        try:
+            body = response.json()
+        except Exception:  # a body that is not JSON is itself the evidence
+            body = None
+    add_entry(make_entry(lab, status, body, exception))
 
 
 class LabUser(FastHttpUser):

@@ -120,6 +120,10 @@ class NativeStack:
         return f"http://127.0.0.1:{port}"
 
     @property
+    def instance_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{p}" for p in self.app_ports]
+
+    @property
     def pids(self) -> dict[str, int]:
         return {c.name: c.proc.pid for c in self.children.children if c.proc}
 

@@ -17,6 +17,7 @@
 #                              trusts this host's CA bundle (PIP_CERT), as pip here does
 #   nginx:1.27-bookworm        nginx, /etc/nginx/nginx.conf including conf.d/*.conf,
 #                              logs to stdout/stderr, user nginx (uid 101), CMD nginx -g 'daemon off;'
+#                              (docker import cannot set STOPSIGNAL: compose sets stop_signal SIGQUIT)
 #   redis:7.2-bookworm         redis-server and redis-cli on PATH, user redis, WORKDIR /data, CMD redis-server
 #   memcached:1.6-bookworm     memcached, upstream's entrypoint (flags get `memcached` prepended),
 #                              USER memcache, CMD memcached
@@ -106,8 +107,10 @@ prepare_rootfs() {
 }
 
 apt_install() {
-    in_root apt-get update -qq
-    in_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    local log="$ROOTFS.apt.log"
+    { in_root apt-get update -qq && in_root apt-get install -y -qq --no-install-recommends "$@"; } >"$log" 2>&1 \
+        || { tail -n 20 "$log" >&2; die "apt-get install $* failed in the chroot (log: $log)"; }
+    rm -f "$log"
 }
 
 finish_and_import() {
@@ -207,7 +210,7 @@ EOF
     ln -sf /dev/stdout "$ROOTFS/var/log/nginx/access.log"
     ln -sf /dev/stderr "$ROOTFS/var/log/nginx/error.log"
     in_root chown -R nginx:nginx /var/cache/nginx /var/lib/nginx
-    finish_and_import "$ref" "EXPOSE 80" "STOPSIGNAL SIGQUIT" 'CMD ["nginx", "-g", "daemon off;"]'
+    finish_and_import "$ref" "EXPOSE 80" 'CMD ["nginx", "-g", "daemon off;"]'
 }
 
 build_redis() {

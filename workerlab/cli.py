@@ -1,0 +1,182 @@
+"""worker-lab's command line: list, expected, serve, run."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .expected import expectation_for
+from .matrix import Matrix, RunSettings, new_run_dir
+from .paths import RESULTS_DIR
+from .procs import StackError
+from .report import TerminalReport, styled, throughput_table, verdict_grid
+from .scenarios import UnknownName, load_scenarios, pick
+from .stack import NativeStack, missing_binaries
+from .strategies import STRATEGIES
+
+RACE_WINDOWS = ("none", "yield", "io")
+QUICK_REQUESTS = 300
+QUICK_USERS = 20
+
+console = Console()
+
+
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _quiet_signals() -> None:
+    """While we clean up, a second Ctrl-C must not cut the clean-up short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _select(scenario_names, strategy_names):
+    scenarios = load_scenarios()
+    try:
+        chosen_scenarios = pick(list(scenario_names), scenarios, "scenario")
+        chosen_strategies = pick(list(strategy_names), STRATEGIES, "strategy")
+    except UnknownName as exc:
+        raise click.UsageError(str(exc)) from None
+    return ({n: scenarios[n] for n in chosen_scenarios}, {n: STRATEGIES[n] for n in chosen_strategies})
+
+
+def _split(values) -> list[str]:
+    return [v for value in values for v in value.split(",") if v]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """worker-lab: is my global / cache / session safe under threads, greenlets, processes and instances?"""
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+
+
+@main.command("list")
+def list_cmd():
+    """Show the scenarios (runtime models) and the state strategies."""
+    table = Table(title="scenarios (compose/scenarios/*.env)")
+    for col in ("scenario", "server", "processes", "in-process concurrency", "instances", "description"):
+        table.add_column(col)
+    for s in load_scenarios().values():
+        procs = "fork per request" if s.forks_per_request else str(s.processes)
+        table.add_row(s.name, s.server, procs, s.in_process_concurrency, str(s.instances), s.description)
+    console.print(table)
+    table = Table(title="strategies (services/app/labapp/strategies/)")
+    for col in ("strategy", "check", "needs", "Q", "what it is"):
+        table.add_column(col)
+    for s in STRATEGIES.values():
+        table.add_row(s.name, s.check, ",".join(s.needs), str(s.question or ""), s.summary)
+    console.print(table)
+
+
+@main.command()
+@click.option("--scenario", "-s", multiple=True, help="Scenario name(s); default all.")
+@click.option("--strategy", "-t", multiple=True, help="Strategy name(s); default all.")
+@click.option("--race-window", type=click.Choice(RACE_WINDOWS), default="yield", show_default=True)
+def expected(scenario, strategy, race_window):
+    """Print the declared expected verdict of every cell, with its reason."""
+    scenarios, strategies = _select(_split(scenario), _split(strategy))
+    table = Table(title=f"expected verdicts (race window '{race_window}')")
+    for col in ("strategy", "scenario", "expected", "reason"):
+        table.add_column(col)
+    for st in strategies:
+        for sc in scenarios.values():
+            e = expectation_for(st, sc, race_window)
+            table.add_row(st, sc.name, styled(e.label), e.reason)
+    console.print(table)
+
+
+@main.command()
+@click.argument("scenario")
+@click.option("--direct", is_flag=True, help="Skip nginx; print the app instances' own URLs.")
+@click.option("--race-window", type=click.Choice(RACE_WINDOWS), default="yield", show_default=True)
+def serve(scenario, direct, race_window):
+    """Bring SCENARIO's stack up on 127.0.0.1 and keep it up until Ctrl-C."""
+    scenarios, _ = _select([scenario], [])
+    run_dir = new_run_dir(RESULTS_DIR / "serve")
+    stack = NativeStack(scenarios[scenario], run_dir, race_window=race_window, direct=direct)
+    try:
+        stack.start()
+        console.print(f"[bold]{scenario}[/] is up: {stack.url}  (instances: "
+                      + ", ".join(f"http://127.0.0.1:{p}" for p in stack.app_ports) + ")")
+        console.print(f"try: curl '{stack.url}/s/naive-global/incr?key=demo'   logs: {run_dir / 'logs'}")
+        console.print("Ctrl-C stops every process of the stack.")
+        while True:
+            time.sleep(1)
+            dead = [c.name for c in stack.children.children if not c.alive()]
+            if dead:
+                raise StackError(f"{', '.join(dead)} exited; see {run_dir / 'logs'}")
+    except KeyboardInterrupt:
+        console.print("stopping ...")
+    except StackError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        _quiet_signals()
+        stack.stop()
+        sys.exit(1)
+    finally:
+        _quiet_signals()
+        stack.stop()
+
+
+@main.command()
+@click.option("--scenario", "-s", multiple=True, help="Scenario name(s), repeatable or comma-separated; default all.")
+@click.option("--strategy", "-t", multiple=True, help="Strategy name(s), repeatable or comma-separated; default all.")
+@click.option("--quick", is_flag=True, help=f"{QUICK_REQUESTS} requests at {QUICK_USERS} users per cell.")
+@click.option("--requests", "-n", type=click.IntRange(10, 1_000_000), default=None,
+              help="Requests per cell [default 2000].")
+@click.option("--users", "-u", type=click.IntRange(1, 1000), default=None, help="Concurrent users [default 50].")
+@click.option("--race-window", type=click.Choice(RACE_WINDOWS), default="yield", show_default=True)
+@click.option("--direct", is_flag=True, help="Send load straight to the first app instance, not through nginx.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True,
+              help="Folder for results/<timestamp>/.")
+@click.option("--quiet", "mode", flag_value="quiet", help="Print only mismatches and the final grid.")
+@click.option("--json", "mode", flag_value="json", help="Print one JSON object per cell; nothing else on stdout.")
+def run(scenario, strategy, quick, requests, users, race_window, direct, output, mode):
+    """Run the (scenario x strategy) matrix and judge every cell. Exit 1 if any cell differs from its expectation."""
+    mode = mode or "rich"
+    scenarios, strategies = _select(_split(scenario), _split(strategy))
+    missing = missing_binaries()
+    if missing:
+        raise click.ClickException(f"missing {', '.join(missing)}: run 'make setup' (apt-get install {' '.join(missing)})")
+    settings = RunSettings(
+        requests=requests or (QUICK_REQUESTS if quick else 2000),
+        users=users or (QUICK_USERS if quick else 50),
+        race_window=race_window, direct=direct, quick=quick,
+    )
+    run_dir = new_run_dir(output)
+    matrix = Matrix(scenarios, strategies, settings, run_dir, None)
+    report = TerminalReport(matrix.total_cells, mode=mode)
+    matrix.report = report
+    started = time.monotonic()
+    interrupted = False
+    try:
+        with report:
+            matrix.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        _quiet_signals()
+    data = matrix.results.data
+    if mode != "json":
+        console.print(verdict_grid(data))
+        console.print(throughput_table(data))
+        s = data["summary"]
+        console.print(f"{s['matched']} of {s['cells']} cells as expected, {s['mismatched']} differ "
+                      f"({time.monotonic() - started:.0f}s). Results: {run_dir / 'results.json'}  "
+                      f"matrix: {run_dir / 'results.md'}")
+        if data["settings"]["race_window"] != "yield":
+            console.print("[dim]cells marked 'any' rest on the 'yield' race window and are not judged[/]")
+    if interrupted:
+        console.print("[yellow]interrupted: every process stopped; partial results kept[/]")
+        sys.exit(130)
+    sys.exit(0 if data["summary"]["mismatched"] == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Run a matrix of (scenario, strategy) cells natively and judge every one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from loadtests.checkers import check
+from loadtests.history import read_history
+
+from .expected import expectation_for
+from .paths import ROOT
+from .procs import StackError
+from .results import ResultsFile, cell_record, throughput
+from .scenarios import Scenario
+from .stack import NativeStack
+
+CELL_TIME_LIMIT_S = 30.0
+
+
+@dataclass
+class RunSettings:
+    requests: int = 2000
+    users: int = 50
+    race_window: str = "yield"
+    direct: bool = False
+    quick: bool = False
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def new_run_dir(base: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(100):
+        run_dir = base / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"no free run folder under {base}")
+
+
+class Matrix:
+    """Drives the cells; `report` gets callbacks for progress and rows."""
+
+    def __init__(self, scenarios: dict[str, Scenario], strategies: dict, settings: RunSettings, run_dir: Path,
+                 report):
+        self.scenarios = scenarios
+        self.strategies = strategies
+        self.settings = settings
+        self.run_dir = run_dir
+        self.report = report
+        self.results = ResultsFile(run_dir, {**settings.as_dict(), "scenarios": list(scenarios),
+                                             "strategies": list(strategies)}, scenarios)
+        self.driver: subprocess.Popen | None = None
+
+    @property
+    def total_cells(self) -> int:
+        return len(self.scenarios) * len(self.strategies)
+
+    def run(self) -> dict:
+        status = "failed"
+        try:
+            for scenario in self.scenarios.values():
+                self.run_scenario(scenario)
+            status = "complete"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.stop_driver()
+            self.results.finish(status)
+        return self.results.data
+
+    def run_scenario(self, scenario: Scenario) -> None:
+        scenario_dir = self.run_dir / scenario.name
+        self.report.scenario_start(scenario)
+        started = time.monotonic()
+        try:
+            with NativeStack(scenario, scenario_dir, race_window=self.settings.race_window,
+                             direct=self.settings.direct) as stack:
+                self.report.stack_up(scenario, stack, time.monotonic() - started)
+                self.drive(scenario, stack, scenario_dir)
+        except StackError as exc:
+            self.results.scenario_error(scenario.name, str(exc))
+            self.report.scenario_error(scenario, str(exc))
+            for strategy in self.strategies.values():
+                self.add_cell(scenario, strategy, None, None, f"stack did not start: {str(exc).splitlines()[0]}")
+
+    def plan(self, scenario: Scenario, scenario_dir: Path, url: str, instances: list[str]) -> dict:
+        run_key = f"{self.run_dir.name}-{scenario.name}"
+        cells = []
+        for strategy in self.strategies.values():
+            cells.append({
+                "id": f"{scenario.name}/{strategy.name}",
+                "file": strategy.name,
+                "strategy": strategy.name,
+                "check": strategy.check,
+                "key": f"{run_key}-{strategy.name}",  # a fresh key per measurement
+                "requests": self.settings.requests,
+                "time_limit": CELL_TIME_LIMIT_S,
+            })
+        return {"host": url, "instances": instances, "users": self.settings.users, "out": str(scenario_dir),
+                "cells": cells}
+
+    def drive(self, scenario: Scenario, stack: NativeStack, scenario_dir: Path) -> None:
+        plan = self.plan(scenario, scenario_dir, stack.url, stack.instance_urls)
+        plan_path = scenario_dir / "plan.json"
+        plan_path.write_text(json.dumps(plan, indent=1))
+        pending = {c["id"]: c for c in plan["cells"]}
+        log = open(scenario_dir / "logs" / "driver.log", "ab")
+        self.driver = subprocess.Popen(
+            [sys.executable, "-m", "loadtests.drive", str(plan_path)], cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, text=True,
+        )
+        try:
+            for line in self.driver.stdout:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                cell = pending.get(event.get("cell"))
+                if cell is None:
+                    continue
+                strategy = self.strategies[cell["strategy"]]
+                if event["event"] == "cell-start":
+                    self.report.cell_start(scenario, strategy)
+                elif event["event"] == "cell-done":
+                    pending.pop(cell["id"])
+                    self.judge(scenario, strategy, scenario_dir, event["stats"])
+                elif event["event"] == "cell-error":
+                    pending.pop(cell["id"])
+                    self.add_cell(scenario, strategy, None, None, f"driver: {event['error']}")
+            self.driver.wait()
+        finally:
+            self.stop_driver()
+            log.close()
+        for cell in pending.values():  # the driver died before these
+            self.add_cell(scenario, self.strategies[cell["strategy"]], None, None,
+                          f"load generator exited early (see {scenario_dir / 'logs' / 'driver.log'})")
+
+    def judge(self, scenario: Scenario, strategy, scenario_dir: Path, stats: dict) -> None:
+        history_file = scenario_dir / "history" / f"{strategy.name}.jsonl"
+        history = read_history(history_file)
+        result = check(strategy.check, history)
+        rel = str(history_file.relative_to(self.run_dir))
+        self.add_cell(scenario, strategy, result, rel, None, throughput(history, stats), stats)
+
+    def add_cell(self, scenario, strategy, result, history_path, error, throughput_=None, stats=None) -> None:
+        expectation = expectation_for(strategy.name, scenario, self.settings.race_window)
+        record = cell_record(scenario.name, strategy, expectation, result, history_path=history_path,
+                             throughput_=throughput_, error=error)
+        if stats and stats.get("timed_out"):
+            record["notes"].append(f"cell hit its {CELL_TIME_LIMIT_S:.0f}s time limit")
+        self.results.add(record)
+        self.report.cell_done(record)
+
+    def stop_driver(self) -> None:
+        if self.driver is not None and self.driver.poll() is None:
+            import os
+            import signal
+
+            try:
+                os.killpg(self.driver.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.driver.wait()
+        self.driver = None

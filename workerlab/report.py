@@ -1,0 +1,127 @@
+"""What the terminal shows while a matrix runs, and the verdict grid at the end."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+VERDICT_STYLE = {"correct": "green", "lost-updates": "red", "diverges": "magenta", "leaks": "yellow",
+                 "error": "bold red", "any": "dim"}
+
+
+def styled(label: str) -> str:
+    first = label.split("+")[0]
+    return f"[{VERDICT_STYLE.get(first, 'white')}]{label}[/]"
+
+
+class TerminalReport:
+    def __init__(self, total: int, console: Console | None = None, mode: str = "rich"):
+        self.console = console or Console(stderr=False)
+        self.mode = mode  # rich | quiet | json
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("eta"), TimeRemainingColumn(), console=self.console, transient=True,
+            disable=mode != "rich",
+        )
+        self.task = self.progress.add_task("matrix", total=total)
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def say(self, text: str) -> None:
+        if self.mode == "rich":
+            self.console.print(text, highlight=False)
+
+    def scenario_start(self, scenario) -> None:
+        self.progress.update(self.task, description=f"{scenario.name}: starting")
+        self.say(f"\n[bold cyan]{scenario.name}[/] - {scenario.description}")
+
+    def stack_up(self, scenario, stack, seconds: float) -> None:
+        self.say(f"  stack up in {seconds:.1f}s at {stack.url} (logs: {stack.run_dir / 'logs'})")
+
+    def scenario_error(self, scenario, error: str) -> None:
+        if self.mode == "json":
+            return
+        self.console.print(f"[bold red]  {scenario.name}: {error}[/]", highlight=False)
+
+    def cell_start(self, scenario, strategy) -> None:
+        self.progress.update(self.task, description=f"{scenario.name} / {strategy.name}")
+
+    def cell_done(self, cell: dict) -> None:
+        self.progress.advance(self.task)
+        if self.mode == "json":
+            print(json.dumps(cell), flush=True)
+            return
+        if self.mode == "quiet" and cell["match"]:
+            return
+        t = cell.get("throughput") or {}
+        counts = cell.get("counts") or {}
+        evidence = ", ".join(f"{k}={v}" for k, v in counts.items()
+                             if k in ("lost", "duplicates", "leaked_responses", "users_wrong_sequence",
+                                      "users_diverged", "errors", "distinct_final_values") and v)
+        mark = "[green]ok[/]" if cell["match"] else "[bold red on white] MISMATCH [/]"
+        perf = ""
+        if t.get("rps") is not None:
+            bound = " [yellow]generator-bound[/]" if t.get("generator_bound") else ""
+            perf = (f" {t['rps']:.0f} rps p50/95/99 {t['p50_ms']}/{t['p95_ms']}/{t['p99_ms']} ms"
+                    f" gen {100 * (t.get('generator_cpu_share') or 0):.0f}%{bound}")
+        line = (f"  {mark} {cell['strategy']:<32} expected {styled(cell['expected']['label'])}"
+                f" observed {styled(cell['observed']['label'])}{perf}")
+        if evidence:
+            line += f" [dim]({evidence})[/]"
+        if cell.get("error"):
+            line += f"\n      [red]error: {cell['error']}[/]"
+        elif not cell["match"] and cell.get("examples"):
+            line += f"\n      [dim]e.g. {json.dumps(cell['examples'][0])[:200]}[/]"
+        self.console.print(line, highlight=False)
+
+
+def verdict_grid(data: dict) -> Table:
+    scenarios = list(data["scenarios"])
+    strategies = list(dict.fromkeys(c["strategy"] for c in data["cells"]))
+    by = {(c["strategy"], c["scenario"]): c for c in data["cells"]}
+    table = Table(title=f"worker-lab verdicts - run {data['run_id']} ({data['status']}), race window "
+                        f"'{data['settings'].get('race_window')}'", show_lines=False)
+    table.add_column("strategy", no_wrap=True)
+    for s in scenarios:
+        table.add_column(s, no_wrap=True)
+    for strategy in strategies:
+        row = []
+        for scenario in scenarios:
+            c = by.get((strategy, scenario))
+            if c is None:
+                row.append("")
+            elif c["match"]:
+                row.append(styled(c["observed"]["label"]))
+            else:
+                row.append(f"[bold red]!! {c['observed']['label']}[/]\n[dim]want {c['expected']['label']}[/]")
+        table.add_row(strategy, *row)
+    return table
+
+
+def throughput_table(data: dict) -> Table:
+    by_scenario: dict[str, list] = {}
+    for c in data["cells"]:
+        t = c.get("throughput") or {}
+        if t.get("rps"):
+            by_scenario.setdefault(c["scenario"], []).append(t)
+    table = Table(title="throughput per scenario (median over its cells)")
+    for col in ("scenario", "rps", "p50 ms", "p95 ms", "p99 ms", "concurrency", "generator CPU"):
+        table.add_column(col, justify="right" if col != "scenario" else "left")
+    for scenario, items in by_scenario.items():
+        def med(key):
+            values = sorted(v[key] for v in items if v.get(key) is not None)
+            return values[len(values) // 2] if values else None
+        bound = sum(1 for v in items if v.get("generator_bound"))
+        share = med("generator_cpu_share")
+        table.add_row(scenario, f"{med('rps'):.0f}", str(med("p50_ms")), str(med("p95_ms")), str(med("p99_ms")),
+                      str(med("achieved_concurrency")),
+                      f"{100 * share:.0f}%" + (f" ({bound} cells bound)" if bound else "") if share else "")
+    return table

@@ -1,0 +1,228 @@
+"""results.json: the run's one output, from which every table and picture is made.
+
+Schema ``worker-lab/results/v1``::
+
+    {
+      "schema": "worker-lab/results/v1",
+      "run_id": "20261127-131500", "status": "running" | "complete" | "interrupted" | "failed",
+      "started": ISO time, "finished": ISO time | null,
+      "settings": {"requests", "users", "race_window", "direct", "quick", "scenarios", "strategies"},
+      "versions": {"python", "flask", "gunicorn", "gevent", "locust", "redis-py", "pymemcache",
+                   "redis-server", "memcached", "nginx"},
+      "machine": {"cpu_count", "platform"},
+      "scenarios": {name: {"description", "error" | null}},
+      "cells": [{
+        "scenario", "strategy", "check", "question",
+        "expected": {"verdict": [...], "label", "reason"},
+        "observed": {"verdict": [...], "label"} ,
+        "match": bool,                       # observed == expected (an "any" expectation always matches)
+        "counts": {...}, "examples": [...], "notes": [...],   # from the checker
+        "throughput": {"rps", "p50_ms", "p95_ms", "p99_ms", "achieved_concurrency",
+                       "generator_cpu_share", "generator_bound", "load_seconds"},
+        "history": "history/<scenario>/<strategy>.jsonl",   # relative to the run folder
+        "error": null | "text"                # the cell could not run at all
+      }],
+      "summary": {"cells", "matched", "mismatched", "errors"}
+    }
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from loadtests.checkers import CheckResult
+
+from .expected import Expectation, format_verdict
+
+SCHEMA = "worker-lab/results/v1"
+GENERATOR_BOUND_SHARE = 0.85  # of the one core a locust process can use
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _version_of(argv: list[str], pattern: str) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(pattern, out.stdout + out.stderr)
+    return match.group(1) if match else None
+
+
+def versions() -> dict:
+    from .stack import find_binary
+
+    found = {"python": platform.python_version()}
+    for label, dist in (("flask", "flask"), ("gunicorn", "gunicorn"), ("gevent", "gevent"), ("locust", "locust"),
+                        ("redis-py", "redis"), ("pymemcache", "pymemcache"), ("flask-session", "flask-session"),
+                        ("flask-caching", "flask-caching")):
+        try:
+            found[label] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[label] = None
+    for label, binary, args, pattern in (("redis-server", "redis-server", ["--version"], r"v=(\S+)"),
+                                         ("memcached", "memcached", ["-V"], r"memcached (\S+)"),
+                                         ("nginx", "nginx", ["-v"], r"nginx/(\S+)")):
+        try:
+            found[label] = _version_of([find_binary(binary), *args], pattern)
+        except Exception:
+            found[label] = None
+    return found
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def throughput(history: list[dict], driver_stats: dict) -> dict:
+    load = [e for e in history if e.get("phase", "load") == "load"]
+    ok = [e for e in load if e.get("status") == 200]
+    latencies = sorted((e["complete"] - e["invoke"]) * 1000 for e in load)
+    wall = (max(e["complete"] for e in load) - min(e["invoke"] for e in load)) if load else 0
+    share = driver_stats.get("generator_cpu_share")
+    return {
+        "rps": round(len(ok) / wall, 1) if wall else None,
+        "p50_ms": _round(percentile(latencies, 0.50)),
+        "p95_ms": _round(percentile(latencies, 0.95)),
+        "p99_ms": _round(percentile(latencies, 0.99)),
+        "achieved_concurrency": round(sum(latencies) / 1000 / wall, 1) if wall else None,
+        "generator_cpu_share": share,
+        "generator_bound": bool(share is not None and share >= GENERATOR_BOUND_SHARE),
+        "load_seconds": round(wall, 3),
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def cell_record(scenario: str, strategy, expectation: Expectation, check: CheckResult | None, *,
+                history_path: str | None, throughput_: dict | None, error: str | None = None) -> dict:
+    observed = check.verdict if check else frozenset({"error"})
+    match = "any" in expectation.verdict or observed == expectation.verdict
+    return {
+        "scenario": scenario,
+        "strategy": strategy.name,
+        "check": strategy.check,
+        "question": strategy.question,
+        "expected": {"verdict": sorted(expectation.verdict), "label": expectation.label, "reason": expectation.reason},
+        "observed": {"verdict": sorted(observed), "label": format_verdict(observed)},
+        "match": bool(match and not error),
+        "counts": check.counts if check else {},
+        "examples": check.examples if check else [],
+        "notes": check.notes if check else [],
+        "throughput": throughput_,
+        "history": history_path,
+        "error": error,
+    }
+
+
+class ResultsFile:
+    """results.json, rewritten after every cell so an interrupted run stays readable."""
+
+    def __init__(self, run_dir: Path, settings: dict, scenarios: dict):
+        self.run_dir = run_dir
+        self.path = run_dir / "results.json"
+        self.data = {
+            "schema": SCHEMA,
+            "run_id": run_dir.name,
+            "status": "running",
+            "started": now_iso(),
+            "finished": None,
+            "settings": settings,
+            "versions": versions(),
+            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+            "scenarios": {name: {"description": s.description, "error": None} for name, s in scenarios.items()},
+            "cells": [],
+            "summary": {},
+        }
+        self.write()
+
+    def add(self, cell: dict) -> None:
+        self.data["cells"].append(cell)
+        self.write()
+
+    def scenario_error(self, scenario: str, error: str) -> None:
+        self.data["scenarios"][scenario]["error"] = error
+        self.write()
+
+    def finish(self, status: str) -> None:
+        self.data["status"] = status
+        self.data["finished"] = now_iso()
+        self.write()
+
+    def write(self) -> None:
+        cells = self.data["cells"]
+        self.data["summary"] = {
+            "cells": len(cells),
+            "matched": sum(1 for c in cells if c["match"]),
+            "mismatched": sum(1 for c in cells if not c["match"]),
+            "errors": sum(1 for c in cells if c["error"]),
+        }
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        os.replace(tmp, self.path)  # readers never see half a file
+        (self.run_dir / "results.md").write_text(markdown(self.data))
+
+
+def markdown(data: dict) -> str:
+    scenarios = list(data["scenarios"])
+    strategies = list(dict.fromkeys(c["strategy"] for c in data["cells"]))
+    by = {(c["strategy"], c["scenario"]): c for c in data["cells"]}
+    lines = [
+        f"# worker-lab run {data['run_id']} ({data['status']})",
+        "",
+        f"Race window: `{data['settings'].get('race_window')}`; {data['settings'].get('requests')} requests per "
+        f"cell at {data['settings'].get('users')} users; {data['summary'].get('matched', 0)} of "
+        f"{data['summary'].get('cells', 0)} cells as expected.",
+        "",
+        "Each cell: observed verdict; `!!` marks a cell that differs from the expected one (shown after `≠`).",
+        "",
+        "| strategy | " + " | ".join(scenarios) + " |",
+        "|---|" + "---|" * len(scenarios),
+    ]
+    for strategy in strategies:
+        row = []
+        for scenario in scenarios:
+            c = by.get((strategy, scenario))
+            if c is None:
+                row.append("")
+            elif c["match"]:
+                row.append(c["observed"]["label"])
+            else:
+                row.append(f"!! {c['observed']['label']} ≠ {c['expected']['label']}")
+        lines.append(f"| {strategy} | " + " | ".join(row) + " |")
+    lines += ["", "## Throughput (requests/s through the stack; generator CPU share in brackets)", "",
+              "| strategy | " + " | ".join(scenarios) + " |", "|---|" + "---|" * len(scenarios)]
+    for strategy in strategies:
+        row = []
+        for scenario in scenarios:
+            c = by.get((strategy, scenario))
+            t = (c or {}).get("throughput") or {}
+            if t.get("rps") is None:
+                row.append("")
+            else:
+                mark = " gen-bound" if t.get("generator_bound") else ""
+                row.append(f"{t['rps']:.0f} ({100 * (t.get('generator_cpu_share') or 0):.0f}%{mark})")
+        lines.append(f"| {strategy} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def load(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    if data.get("schema") != SCHEMA:
+        sys.exit(f"{path}: not a worker-lab results file (schema {data.get('schema')!r})")
+    return data
