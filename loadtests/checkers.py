@@ -94,7 +94,7 @@ def check_counter(history: list[dict]) -> CheckResult:
         len(final_by_process) > 1
         and len(final_values) == 1
         and next(iter(final_values)) < len(acks)
-        and all(v == acks_by_process.get(p, 0) for p, v in final_by_process.items())
+        and all(v == acks_by_process.get(p, 0) > 0 for p, v in final_by_process.items())
     )
     diverges = len(final_values) > 1 or level_but_separate
 

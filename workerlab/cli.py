@@ -21,6 +21,7 @@ from .stack import NativeStack, missing_binaries
 from .strategies import STRATEGIES
 
 RACE_WINDOWS = ("none", "yield", "io")
+SIDECARS = ("redis", "memcached", "manager")
 QUICK_REQUESTS = 300
 QUICK_USERS = 20
 
@@ -135,19 +136,23 @@ def serve(scenario, direct, race_window):
 @click.option("--direct", is_flag=True, help="Send load straight to the first app instance, not through nginx.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True,
               help="Folder for results/<timestamp>/.")
+@click.option("--without", "without", multiple=True, type=click.Choice(SIDECARS),
+              help="Do not start this sidecar (repeatable): its cells then show what an app sees when it is down.")
 @click.option("--quiet", "mode", flag_value="quiet", help="Print only mismatches and the final grid.")
 @click.option("--json", "mode", flag_value="json", help="Print one JSON object per cell; nothing else on stdout.")
-def run(scenario, strategy, quick, requests, users, race_window, direct, output, mode):
+def run(scenario, strategy, quick, requests, users, race_window, direct, output, without, mode):
     """Run the (scenario x strategy) matrix and judge every cell. Exit 1 if any cell differs from its expectation."""
     mode = mode or "rich"
     scenarios, strategies = _select(_split(scenario), _split(strategy))
     missing = missing_binaries()
     if missing:
-        raise click.ClickException(f"missing {', '.join(missing)}: run 'make setup' (apt-get install {' '.join(missing)})")
+        packages = " ".join(missing)
+        raise click.ClickException(f"missing {', '.join(missing)}: run 'make setup' (apt-get install {packages})")
     settings = RunSettings(
         requests=requests or (QUICK_REQUESTS if quick else 2000),
         users=users or (QUICK_USERS if quick else 50),
         race_window=race_window, direct=direct, quick=quick,
+        sidecars=tuple(s for s in SIDECARS if s not in without),
     )
     run_dir = new_run_dir(output)
     matrix = Matrix(scenarios, strategies, settings, run_dir, None)
@@ -180,3 +185,11 @@ def run(scenario, strategy, quick, requests, users, race_window, direct, output,
 
 if __name__ == "__main__":
     main()
+
+from .bench import bench  # noqa: E402
+
+main.add_command(bench)
+from .report_cli import report, ui  # noqa: E402
+
+main.add_command(report)
+main.add_command(ui)

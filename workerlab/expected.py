@@ -75,7 +75,8 @@ def shared_racy(s: Scenario, store: str, *, yields_in_process: bool = True) -> E
     in_proc = c != "none" and yields_in_process
     if multi or in_proc:
         who = "processes" if multi else c
-        return Expectation(_v("lost-updates"), f"{who} read the same {store} value and both write +1", in_proc and not multi)
+        reason = f"{who} read the same {store} value and both write +1"
+        return Expectation(_v("lost-updates"), reason, in_proc and not multi)
     if c != "none" and not yields_in_process:
         return Expectation(CORRECT, f"nothing in the {store} round trip yields in this worker, and one process")
     return Expectation(CORRECT, "one request at a time, so read-then-write never interleaves")
@@ -133,7 +134,9 @@ def expect(strategy: str, s: Scenario) -> Expectation:
     if strategy in ("cookie-session", "server-session-redis", "server-session-fs"):
         return Expectation(CORRECT, "the session belongs to one user, whose requests come one at a time")
     if strategy == "cookie-session-big":
-        return Expectation(_v("lost-updates"), "past 4096 bytes the browser drops the cookie, and the state stops advancing")
+        return Expectation(
+            _v("lost-updates"), "past 4096 bytes the browser drops the cookie, and the state stops advancing"
+        )
     if strategy == "session-dict":
         return _session_in_process(s)
     if strategy in ("iso-request", "iso-contextvar", "iso-flask-g"):

@@ -30,9 +30,10 @@ class RunSettings:
     race_window: str = "yield"
     direct: bool = False
     quick: bool = False
+    sidecars: tuple[str, ...] = ("redis", "memcached", "manager")
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "sidecars": list(self.sidecars)}
 
 
 def new_run_dir(base: Path) -> Path:
@@ -85,7 +86,7 @@ class Matrix:
         started = time.monotonic()
         try:
             with NativeStack(scenario, scenario_dir, race_window=self.settings.race_window,
-                             direct=self.settings.direct) as stack:
+                             direct=self.settings.direct, sidecars=self.settings.sidecars) as stack:
                 self.report.stack_up(scenario, stack, time.monotonic() - started)
                 self.drive(scenario, stack, scenario_dir)
         except StackError as exc:

@@ -65,7 +65,10 @@ class TerminalReport:
         counts = cell.get("counts") or {}
         evidence = ", ".join(f"{k}={v}" for k, v in counts.items()
                              if k in ("lost", "duplicates", "leaked_responses", "users_wrong_sequence",
-                                      "users_diverged", "errors", "distinct_final_values") and v)
+                                      "users_diverged", "errors") and v)
+        if (counts.get("distinct_final_values") or 0) > 1:
+            differ = f"final values differ across {counts['distinct_final_values']} processes"
+            evidence = f"{evidence}, {differ}" if evidence else differ
         mark = "[green]ok[/]" if cell["match"] else "[bold red on white] MISMATCH [/]"
         perf = ""
         if t.get("rps") is not None:
@@ -116,7 +119,7 @@ def throughput_table(data: dict) -> Table:
     for col in ("scenario", "rps", "p50 ms", "p95 ms", "p99 ms", "concurrency", "generator CPU"):
         table.add_column(col, justify="right" if col != "scenario" else "left")
     for scenario, items in by_scenario.items():
-        def med(key):
+        def med(key, items=items):
             values = sorted(v[key] for v in items if v.get(key) is not None)
             return values[len(values) // 2] if values else None
         bound = sum(1 for v in items if v.get("generator_bound"))

@@ -35,7 +35,7 @@ import platform
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests.checkers import CheckResult
@@ -47,7 +47,7 @@ GENERATOR_BOUND_SHARE = 0.85  # of the one core a locust process can use
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _version_of(argv: list[str], pattern: str) -> str | None:

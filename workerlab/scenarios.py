@@ -39,7 +39,7 @@ class Scenario:
     env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_file(cls, path: Path) -> "Scenario":
+    def from_file(cls, path: Path) -> Scenario:
         env = read_env_file(path)
         try:
             return cls(
@@ -90,7 +90,8 @@ class Scenario:
 
 def load_scenarios(directory: Path = SCENARIO_DIR) -> dict[str, Scenario]:
     scenarios = [Scenario.from_file(path) for path in sorted(directory.glob("*.env"))]
-    order = ["dev-single", "dev-threaded", "dev-processes", "sync-x1", "sync-x4", "gthread-2x8", "gevent-x1", "gevent-x4"]
+    order = ["dev-single", "dev-threaded", "dev-processes", "sync-x1", "sync-x4", "gthread-2x8", "gevent-x1",
+             "gevent-x4"]
     scenarios.sort(key=lambda s: (order.index(s.name) if s.name in order else len(order), s.name))
     return {s.name: s for s in scenarios}
 

@@ -81,7 +81,7 @@ class NativeStack:
         self.manager_authkey = secrets.token_hex(16)
 
     # -- lifecycle -------------------------------------------------------------
-    def __enter__(self) -> "NativeStack":
+    def __enter__(self) -> NativeStack:
         try:
             self.start()
         except BaseException:
@@ -203,6 +203,7 @@ class NativeStack:
         conf = conf_dir / "nginx.conf"
         conf.write_text(template.render(
             run_dir=conf_dir, listen=f"127.0.0.1:{port}", upstreams=[f"127.0.0.1:{p}" for p in self.app_ports],
+            keepalive=self.scenario.server == "gunicorn",
         ))
         self._child("nginx", [find_binary("nginx"), "-p", str(conf_dir), "-c", str(conf), "-e",
                               str(conf_dir / "error.log")])
@@ -215,9 +216,10 @@ class NativeStack:
         if "memcached" in self.ports:
             checks.append(("memcached", lambda: _tcp_answers(self.ports["memcached"], b"version\r\n", b"VERSION")))
         if "manager" in self.ports:
-            checks.append(("manager", lambda: _tcp_answers(self.ports["manager"], b"", b"") or self._port_open("manager")))
+            checks.append(("manager", lambda: self._port_open("manager")))
         for index, port in enumerate(self.app_ports):
-            checks.append((f"app-i{index + 1}", lambda port=port: http_json(f"http://127.0.0.1:{port}/health") is not None))
+            url = f"http://127.0.0.1:{port}/health"
+            checks.append((f"app-i{index + 1}", lambda url=url: http_json(url) is not None))
         if "nginx" in self.ports:
             checks.append(("nginx", lambda: http_json(f"{self.url}/health") is not None))
         by_name = {c.name: c for c in self.children.children}

@@ -59,6 +59,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     def hello():
         return answer({"value": "hello"})
 
+    @app.get("/error")
+    def error():
+        """Raises on purpose: shows that an unhandled error is a plain JSON 500, never a debugger page."""
+        raise RuntimeError("raised on purpose by /error")
+
     @app.get("/strategies")
     def list_strategies():
         return answer(

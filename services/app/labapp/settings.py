@@ -27,7 +27,7 @@ class Settings:
     session_dict_ttl: float = 300.0
 
     @classmethod
-    def from_env(cls, env: os._Environ | dict | None = None) -> "Settings":
+    def from_env(cls, env: os._Environ | dict | None = None) -> Settings:
         env = os.environ if env is None else env
         window = env.get("LAB_RACE_WINDOW", "yield")
         if window not in RACE_WINDOWS:

@@ -74,4 +74,6 @@ def _make(cls, backend: str, how: str):
     return strategy
 
 
-STRATEGIES = [_make(cls, backend, how) for backend in BACKENDS for cls, how in ((CacheGetSet, "get-set"), (CacheInc, "inc"))]
+STRATEGIES = [
+    _make(cls, backend, how) for backend in BACKENDS for cls, how in ((CacheGetSet, "get-set"), (CacheInc, "inc"))
+]

@@ -1,0 +1,60 @@
+# worker-lab: `make lab` runs the verdict matrix, `make test` runs the tests.
+# Both install what is missing first (Debian packages, the venv).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := nginx redis-server memcached
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup lab quick list expected serve test test-fast lint clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## Install Debian packages and the venv (idempotent)
+	@missing=""; for b in nginx redis-server memcached; do \
+	  command -v $$b >/dev/null || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+
+$(VENV)/.installed: requirements.txt services/app/requirements.txt
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: apt-get install python3-venv"; exit 1; }
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+lab: setup ## Run the default matrix (every scenario x strategy); ARGS="--quick" etc. pass through
+	$(PY) -m workerlab run $(ARGS)
+
+quick: setup ## The matrix at a few hundred requests per cell
+	$(PY) -m workerlab run --quick $(ARGS)
+
+list: setup ## Show scenarios and strategies
+	$(PY) -m workerlab list
+
+expected: setup ## Print the declared expected verdict of every cell
+	$(PY) -m workerlab expected $(ARGS)
+
+serve: setup ## Keep one stack up: make serve SCENARIO=gevent-x4
+	@test -n "$(SCENARIO)" || { echo "usage: make serve SCENARIO=name (make list shows them)"; exit 2; }
+	$(PY) -m workerlab serve $(SCENARIO) $(ARGS)
+
+test: setup ## Run the tests (real redis, memcached, nginx, gunicorn)
+	$(PY) -m pytest -q $(ARGS)
+
+test-fast: setup ## Only the tests that start no server
+	$(PY) -m pytest -q -m "not stack and not docker" $(ARGS)
+
+lint: setup ## ruff
+	$(VENV)/bin/ruff check .
+
+clean: ## Remove results and caches (keeps the venv)
+	rm -rf results .pytest_cache .ruff_cache
+
+-include compose/compose.mk
+-include mk/*.mk

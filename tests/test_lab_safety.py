@@ -1,0 +1,151 @@
+"""The lab itself: bad input, a sidecar that is down, Ctrl-C, loopback only, no debugger."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import psutil
+import pytest
+
+from .conftest import ROOT, alive, descendants, run_lab
+
+pytestmark = pytest.mark.stack
+
+
+def lab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "workerlab", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["run", "-s", "no-such-scenario"], "valid scenarios: dev-single"),
+    (["run", "-t", "no-such-strategy"], "valid strategys: naive-global"),
+    (["serve", "nope"], "valid scenarios"),
+    (["expected", "-s", "x"], "valid scenarios"),
+])
+def test_unknown_names_list_the_valid_ones_and_exit_2(args, named):
+    proc = lab(*args)
+    assert proc.returncode == 2
+    assert named in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_numbers_are_refused_with_exit_2():
+    proc = lab("run", "--requests", "-5")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def http_get(url: str) -> tuple[int, dict | str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        try:
+            return e.code, json.loads(body)
+        except ValueError:
+            return e.code, body.decode(errors="replace")
+
+
+def test_an_error_is_a_plain_json_500_never_the_debugger(gthread_stack):
+    status, body = http_get(f"{gthread_stack.url}/error")
+    assert status == 500
+    assert body["error"] == "internal" and "Traceback" not in json.dumps(body)
+    status, _ = http_get(f"{gthread_stack.url}/console")
+    assert status == 404
+
+
+@pytest.mark.parametrize("path", ["/s/naive-global/incr?key=../../etc", "/s/naive-global/incr",
+                                  "/s/nope/incr?key=a", "/s/iso-request/echo?token=" + "x" * 500,
+                                  "/s/naive-global/echo?token=a"])
+def test_malformed_requests_get_a_4xx_json_error(gthread_stack, path):
+    status, body = http_get(gthread_stack.url + path)
+    assert 400 <= status < 500
+    assert isinstance(body, dict) and body["error"] and body["pid"]
+
+
+def test_every_service_listens_on_loopback_only(gthread_stack):
+    pids = {gthread_stack_pid for gthread_stack_pid in gthread_stack.pids.values()}
+    pids |= {d for pid in list(pids) for d in descendants(pid)}
+    listening = [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    assert len(listening) >= 5  # redis, memcached, manager, app, nginx
+    assert all(c.laddr.ip == "127.0.0.1" for c in listening), listening
+
+
+def test_a_sidecar_that_dies_is_named_in_a_503(gthread_stack):
+    status, body = http_get(f"{gthread_stack.url}/s/redis-incr/incr?key=before")
+    assert status == 200
+    redis = next(c for c in gthread_stack.children.children if c.name == "redis")
+    redis.stop()
+    status, body = http_get(f"{gthread_stack.url}/s/redis-incr/incr?key=after")
+    assert status == 503 and body["error"] == "sidecar-unreachable"
+    assert "redis unreachable" in body["message"]
+    status, _ = http_get(f"{gthread_stack.url}/s/naive-global/incr?key=still-works")
+    assert status == 200
+
+
+def test_run_goes_on_when_a_sidecar_is_down(tmp_path):
+    proc, data = run_lab(["-s", "sync-x1", "-t", "redis-incr,naive-global", "-n", "100", "-u", "10",
+                          "--without", "redis"], tmp_path)
+    assert proc.returncode == 1, proc.stderr  # a cell differs from its expectation
+    cells = {c["strategy"]: c for c in data["cells"]}
+    assert cells["redis-incr"]["observed"]["verdict"] == ["error"]
+    assert "redis unreachable" in json.dumps(cells["redis-incr"]["examples"])
+    assert cells["naive-global"]["observed"]["verdict"] == ["correct"]
+    assert "MISMATCH" in proc.stdout or "!!" in proc.stdout
+
+
+@pytest.mark.parametrize("when", [1.0, "mid-cell"])
+def test_ctrl_c_leaves_no_process_and_readable_partial_results(tmp_path, when):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workerlab", "run", "-s", "gthread-2x8,sync-x4", "-n", "3000", "-u", "20",
+         "--output", str(tmp_path), "--quiet"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    seen: set[int] = set()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        seen |= set(descendants(proc.pid))
+        results = list(tmp_path.glob("*/results.json"))
+        if when == "mid-cell":
+            if results and json.loads(results[0].read_text())["cells"]:
+                break
+        elif time.monotonic() > deadline - 90 + when:
+            break
+        time.sleep(0.05)
+    seen |= set(descendants(proc.pid))
+    assert seen, "the run started no process"
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    time.sleep(0.2)
+    left = [pid for pid in seen if alive(pid)]
+    assert not left, [psutil.Process(p).cmdline() for p in left if alive(p)]
+    results = list(tmp_path.glob("*/results.json"))
+    if results:
+        assert json.loads(results[0].read_text())["status"] == "interrupted"
+
+
+def test_sigterm_also_stops_everything(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workerlab", "run", "-s", "scale-out-3", "-n", "3000", "--output", str(tmp_path),
+         "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    seen: set[int] = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(seen) < 8:  # redis, memcached, manager, 3 masters + workers, nginx
+        seen |= set(descendants(proc.pid))
+        time.sleep(0.05)
+    time.sleep(1.0)
+    seen |= set(descendants(proc.pid))
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    time.sleep(0.2)
+    assert not [pid for pid in seen if alive(pid)]
