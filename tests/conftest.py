@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "services" / "app")]
+_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(_ROOT), str(_ROOT / "services" / "app")]
+
+from labtools import run_lab  # noqa: E402
 
 from workerlab.scenarios import load_scenarios  # noqa: E402
 from workerlab.stack import NativeStack  # noqa: E402
-
-
-def run_lab(args: list[str], output: Path, timeout: float = 600) -> tuple[subprocess.CompletedProcess, dict | None]:
-    """Run `python -m workerlab run ...` for real; return the process and its results.json."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "workerlab", "run", "--output", str(output), "--quiet", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-    )
-    found = sorted(output.glob("*/results.json"))
-    return proc, (json.loads(found[-1].read_text()) if found else None)
 
 
 @pytest.fixture(scope="session")
@@ -65,24 +55,6 @@ def gthread_stack(tmp_path_factory, scenarios):
     """A running gthread stack with nginx in front, for direct HTTP tests."""
     with NativeStack(scenarios["gthread-2x8"], tmp_path_factory.mktemp("stack")) as stack:
         yield stack
-
-
-def descendants(pid: int) -> list[int]:
-    import psutil
-
-    try:
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.fixture
