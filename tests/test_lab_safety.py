@@ -148,3 +148,32 @@ def test_sigterm_also_stops_everything(tmp_path):
     assert proc.returncode == 130
     time.sleep(0.2)
     assert not [pid for pid in seen if alive(pid)]
+
+
+def test_a_port_taken_between_pick_and_bind_gets_another(tmp_path, scenarios, monkeypatch):
+    """The first port handed to the app is already taken: the stack retries on fresh ports."""
+    import socket
+
+    from workerlab import stack as stack_module
+    from workerlab.stack import NativeStack
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real_free_port = stack_module.free_port
+    handed = []
+
+    def free_port_once_taken():
+        port = taken if not handed else real_free_port()
+        handed.append(port)
+        return port
+
+    monkeypatch.setattr(stack_module, "free_port", free_port_once_taken)
+    try:
+        with NativeStack(scenarios["sync-x1"], tmp_path, direct=True, sidecars=()) as stack:
+            assert stack.app_ports[0] != taken
+            status, body = http_get(f"{stack.url}/hello")
+            assert status == 200 and body["value"] == "hello"
+    finally:
+        squatter.close()

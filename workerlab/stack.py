@@ -9,7 +9,9 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
@@ -19,13 +21,22 @@ from pathlib import Path
 import jinja2
 
 from .paths import APP_DIR, NGINX_DIR
-from .procs import Child, Children, StackError, free_port, tail
+from .procs import GRACE_S, Child, Children, StackError, free_port, tail
 from .scenarios import Scenario
 
 HEALTH_TIMEOUT_S = 30.0
+BIND_ATTEMPTS = 3
+# What each server logs when the port it was given got taken between our check and its bind.
+PORT_TAKEN_MESSAGES = ("Address already in use", "Address in use", "Connection in use")
 
 # binary -> Debian package that provides it
 BINARIES = {"redis-server": "redis-server", "memcached": "memcached", "nginx": "nginx"}
+# redis durability for NativeStack(redis_persistence=...): none (the default) or an append-only file.
+REDIS_PERSISTENCE = {
+    "none": ["--save", "", "--appendonly", "no"],
+    "aof-always": ["--save", "", "--appendonly", "yes", "--appendfsync", "always"],
+    "aof-everysec": ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"],
+}
 
 
 def find_binary(name: str) -> str:
@@ -68,12 +79,21 @@ class NativeStack:
     """Bring a scenario's stack up on loopback; ``with`` stops everything it started."""
 
     def __init__(self, scenario: Scenario, run_dir: Path, *, race_window: str = "yield", direct: bool = False,
-                 sidecars: tuple[str, ...] = ("redis", "memcached", "manager")):
+                 sidecars: tuple[str, ...] = ("redis", "memcached", "manager"),
+                 redis_persistence: str = "none", memcached_mb: int = 64, memcached_item_max: str | None = None,
+                 app_extra_env: dict[str, str] | None = None):
         self.scenario = scenario
         self.run_dir = run_dir
         self.race_window = race_window
         self.direct = direct
         self.sidecars = sidecars
+        # Fault runs (workerlab faults): redis durability, a small memcached, extra app settings.
+        if redis_persistence not in REDIS_PERSISTENCE:
+            raise ValueError(f"redis_persistence={redis_persistence!r}: one of {', '.join(REDIS_PERSISTENCE)}")
+        self.redis_persistence = redis_persistence
+        self.memcached_mb = memcached_mb
+        self.memcached_item_max = memcached_item_max
+        self.app_extra_env = dict(app_extra_env or {})
         self.children = Children()
         self.ports: dict[str, int] = {}
         self.app_ports: list[int] = []
@@ -93,6 +113,19 @@ class NativeStack:
         self.stop()
 
     def start(self) -> None:
+        """Start every service; if a free port was taken by someone else meanwhile, retry on new ports."""
+        for attempt in range(BIND_ATTEMPTS):
+            try:
+                self._start_once()
+                return
+            except StackError as exc:
+                if attempt + 1 == BIND_ATTEMPTS or not any(m in str(exc) for m in PORT_TAKEN_MESSAGES):
+                    raise
+                self.stop()
+                self.ports.clear()
+                self.app_ports.clear()
+
+    def _start_once(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for name in ("redis", "memcached"):
             if name in self.sidecars:
@@ -137,12 +170,15 @@ class NativeStack:
         data.mkdir(exist_ok=True)
         self._child("redis", [
             find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
-            "--save", "", "--appendonly", "no", "--dir", str(data), "--logfile", "",
+            *REDIS_PERSISTENCE[self.redis_persistence], "--dir", str(data), "--logfile", "",
         ])
 
     def _start_memcached(self) -> None:
         port = self.ports["memcached"] = free_port()
-        argv = [find_binary("memcached"), "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64", "-c", "4096"]
+        argv = [find_binary("memcached"), "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", str(self.memcached_mb),
+                "-c", "4096"]
+        if self.memcached_item_max:  # memcached refuses an item size limit above half its memory
+            argv += ["-I", self.memcached_item_max]
         if os.geteuid() == 0:  # memcached refuses to run as root
             argv += ["-u", "nobody"]
         self._child("memcached", argv)
@@ -176,6 +212,7 @@ class NativeStack:
         if "manager" in self.ports:
             env["LAB_MANAGER_ADDRESS"] = f"127.0.0.1:{self.ports['manager']}"
             env["LAB_MANAGER_AUTHKEY"] = self.manager_authkey
+        env.update(self.app_extra_env)
         return env
 
     def _start_app(self, index: int) -> None:
@@ -240,6 +277,86 @@ class NativeStack:
             return True
         except OSError:
             return False
+
+    # -- faults (workerlab faults): restart a service, signal the app or nginx ------
+    def child(self, name: str) -> Child:
+        for c in self.children.children:
+            if c.name == name:
+                return c
+        raise StackError(f"no service {name!r} in this stack ({', '.join(c.name for c in self.children.children)})")
+
+    def restart(self, name: str, sig: int = signal.SIGKILL, timeout: float = HEALTH_TIMEOUT_S) -> float:
+        """Stop service ``name`` with ``sig`` (kill -9 by default: a crash), start it again on the same port.
+
+        Returns the seconds from the signal until it answers again (redis answers PING only once its
+        append-only file is loaded).
+        """
+        child = self.child(name)
+        started = time.monotonic()
+        if child.proc is not None:
+            try:
+                os.killpg(child.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                child.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.proc.pid, signal.SIGKILL)
+                child.proc.wait(timeout=GRACE_S)
+        child.start()
+        checks = {
+            "redis": lambda: _tcp_answers(self.ports["redis"], b"PING\r\n", b"PONG"),
+            "memcached": lambda: _tcp_answers(self.ports["memcached"], b"version\r\n", b"VERSION"),
+            "manager": lambda: self._port_open("manager"),
+            "nginx": lambda: http_json(f"{self.url}/health") is not None,
+        }
+        healthy = checks.get(name)
+        if healthy is None:
+            index = int(name.rsplit("i", 1)[-1]) - 1
+            healthy = lambda: http_json(f"http://127.0.0.1:{self.app_ports[index]}/health") is not None  # noqa: E731
+        deadline = time.monotonic() + timeout
+        while not healthy():
+            if not child.alive():
+                raise child.failure("exited during restart")
+            if time.monotonic() > deadline:
+                raise child.failure(f"not healthy {timeout:.0f}s after restart")
+            time.sleep(0.01)
+        return time.monotonic() - started
+
+    def app_master_pid(self, index: int = 0) -> int:
+        """The gunicorn master (or dev server) of app instance ``index``."""
+        child = self.child(f"app-i{index + 1}")
+        if not child.alive():
+            raise child.failure("is not running")
+        return child.proc.pid
+
+    def app_worker_pids(self, index: int = 0) -> list[int]:
+        """The worker processes of app instance ``index`` (gunicorn's children), oldest first."""
+        import psutil
+
+        try:
+            workers = psutil.Process(self.app_master_pid(index)).children()
+        except psutil.NoSuchProcess:
+            return []
+        return [p.pid for p in sorted(workers, key=lambda p: p.create_time())]
+
+    def signal_app(self, sig: int, *, index: int = 0, target: str = "worker", worker: int = 0) -> int:
+        """Send ``sig`` to app instance ``index``: its master, or its ``worker``-th worker. Returns the pid."""
+        if target == "master":
+            pid = self.app_master_pid(index)
+        else:
+            pids = self.app_worker_pids(index)
+            if not pids:
+                raise StackError(f"app-i{index + 1} has no worker process to signal")
+            pid = pids[worker % len(pids)]
+        os.kill(pid, sig)
+        return pid
+
+    def reload_nginx(self) -> int:
+        """SIGHUP to nginx's master: re-read the config, start new workers, retire the old ones gracefully."""
+        child = self.child("nginx")
+        os.kill(child.proc.pid, signal.SIGHUP)
+        return child.proc.pid
 
     def describe(self) -> dict:
         return {"url": self.url, "ports": dict(self.ports), "app_ports": list(self.app_ports),
