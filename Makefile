@@ -44,8 +44,8 @@ serve: setup ## Keep one stack up: make serve SCENARIO=gevent-x4
 	@test -n "$(SCENARIO)" || { echo "usage: make serve SCENARIO=name (make list shows them)"; exit 2; }
 	$(PY) -m workerlab serve $(SCENARIO) $(ARGS)
 
-test: setup ## Run the tests (real redis, memcached, nginx, gunicorn)
-	$(PY) -m pytest -q $(ARGS)
+test: setup ## Run the tests (real redis, memcached, nginx, gunicorn); browser and docker tests have their own targets
+	$(PY) -m pytest -q -m "not browser and not docker" $(ARGS)
 
 test-fast: setup ## Only the tests that start no server
 	$(PY) -m pytest -q -m "not stack and not docker" $(ARGS)

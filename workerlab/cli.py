@@ -168,6 +168,11 @@ def run(scenario, strategy, quick, requests, users, race_window, direct, output,
     finally:
         _quiet_signals()
     data = matrix.results.data
+    report_path = None
+    if data["cells"]:
+        from .html_report import render_report
+
+        report_path = render_report(run_dir)
     if mode != "json":
         console.print(verdict_grid(data))
         console.print(throughput_table(data))
@@ -175,6 +180,8 @@ def run(scenario, strategy, quick, requests, users, race_window, direct, output,
         console.print(f"{s['matched']} of {s['cells']} cells as expected, {s['mismatched']} differ "
                       f"({time.monotonic() - started:.0f}s). Results: {run_dir / 'results.json'}  "
                       f"matrix: {run_dir / 'results.md'}")
+        if report_path:
+            console.print(f"HTML report: {report_path}")
         if data["settings"]["race_window"] != "yield":
             console.print("[dim]cells marked 'any' rest on the 'yield' race window and are not judged[/]")
     if interrupted:
@@ -193,3 +200,7 @@ from .report_cli import report, ui  # noqa: E402
 
 main.add_command(report)
 main.add_command(ui)
+
+from .faults import faults  # noqa: E402
+
+main.add_command(faults)

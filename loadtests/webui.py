@@ -1,0 +1,366 @@
+"""A live "Verdict" tab in locust's web UI: the checkers run on what has been recorded so far.
+
+Loaded by the locustfile; it only acts when locust runs with its web UI (``events.init``
+with ``environment.web_ui``), so the lab's driver (loadtests/drive.py) is untouched.
+
+It uses locust's web UI extension points:
+
+- ``template_args["extended_tabs"]`` / ``["extended_tables"]`` add a "Verdict" tab to the
+  React UI (open it directly with ``/?tab=verdict``);
+- an ``after_request`` hook adds ``extended_stats`` (the rows of that tab) to the
+  ``/stats/requests`` answer the UI polls every two seconds;
+- ``/verdict`` (a page of its own, refreshing itself) and ``/verdict.json`` (for scripts).
+
+Every start of a swarm from the UI begins a fresh cell: the recorder is emptied and the
+counter key is new, so "so far" always means "since Start". While users run there are no
+quiescent final reads, so a counter's "lost" is measured against the largest value
+acknowledged so far; on Stop the counter is read at rest, the way the driver does it
+(straight to every app instance: ``LAB_INSTANCES``, comma-separated URLs, which
+``workerlab ui`` sets; else the host), and the verdict becomes the judged one.
+"""
+
+from __future__ import annotations
+
+import html
+import http.client
+import json
+import os
+import secrets
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:  # locust loads the locustfile by path; the package must still import
+    sys.path.insert(0, str(_ROOT))
+
+from locust import events  # noqa: E402
+
+from loadtests.checkers import CHECKERS, check  # noqa: E402
+from loadtests.history import process_of  # noqa: E402
+
+TAB_KEY = "verdict"
+FINAL_READ_CONCURRENCY = 16  # as the driver does: fresh connections, many at once, straight to each instance
+FINAL_READ_MAX = 480
+VERDICT_WORDS = ("correct", "lost-updates", "diverges", "leaks", "error")
+VERDICT_COLOURS = {"correct": "#2e7d32", "lost-updates": "#c62828", "diverges": "#8e24aa", "leaks": "#ef6c00",
+                   "error": "#424242"}
+
+# What each checker count means, for the table.
+MEANINGS = {
+    "attempted": "requests sent under load",
+    "acknowledged": "requests answered 200",
+    "errors": "requests that failed",
+    "final": "the counter at rest (after Stop); before that, the largest value acknowledged so far",
+    "lost": "acknowledged increments missing from the counter",
+    "duplicates": "counter values handed out more than once",
+    "duplicates_within_process": "duplicates handed out by one and the same process",
+    "realtime_violations": "answers older than an answer that completed before they were asked",
+    "processes_under_load": "server processes that answered",
+    "processes_read_at_end": "processes whose counter was read at rest after Stop",
+    "distinct_final_values": "different final values across processes",
+    "users": "session users seen",
+    "users_wrong_sequence": "users whose own count did not go 1, 2, 3 ...",
+    "users_diverged": "users whose count restarted in each process",
+    "leaked_responses": "responses that carried another request's or user's data",
+}
+
+
+def format_verdict(verdict) -> str:
+    return "+".join(w for w in VERDICT_WORDS if w in verdict) or "?"
+
+
+class LiveVerdict:
+    """The running cell's checker result, recomputed only when new entries arrived."""
+
+    def __init__(self, environment):
+        self.environment = environment
+        self._cached: tuple | None = None
+        self.final_reads = "none yet"  # none yet | reading | done: N reads
+
+    # -- where the locustfile's state lives (it may be loaded as 'locustfile' or 'loadtests.locustfile')
+    def lab_module(self):
+        env = self.environment
+        classes = list(getattr(env, "user_classes", None) or [])
+        classes += list((getattr(env, "available_user_classes", None) or {}).values())
+        for cls in classes:
+            module = sys.modules.get(cls.__module__)
+            if module is not None and hasattr(module, "RECORDER") and hasattr(module, "USER_CLASSES"):
+                return module
+        for name in ("locustfile", "loadtests.locustfile"):
+            module = sys.modules.get(name)
+            if module is not None and hasattr(module, "RECORDER"):
+                return module
+        raise RuntimeError("the worker-lab locustfile is not loaded")
+
+    def check_kind(self, module) -> str:
+        runner = self.environment.runner
+        running = list(getattr(runner, "user_classes", None) or self.environment.user_classes or [])
+        by_class = {cls: kind for kind, cls in module.USER_CLASSES.items()}
+        for cls in running:
+            for klass in cls.__mro__:
+                if klass in by_class:
+                    return by_class[klass]
+        return "counter"
+
+    def snapshot(self) -> dict:
+        module = self.lab_module()
+        kind = self.check_kind(module)
+        entries = list(module.RECORDER.entries)
+        runner = self.environment.runner
+        state = getattr(runner, "state", None)
+        key = (id(module.RECORDER.entries), len(entries), kind, module.Cell.key)
+        if self._cached is not None and self._cached[0] == key:
+            result = dict(self._cached[1])
+        elif kind not in CHECKERS:
+            result = {"verdict": [], "label": "not judged", "counts": {}, "examples": [],
+                      "notes": [f"no checker judges the '{kind}' user class"], "computed_at": time.time()}
+        else:
+            checked = check(kind, entries)
+            result = {
+                "verdict": sorted(checked.verdict),
+                "label": format_verdict(checked.verdict) if entries else "no requests yet",
+                "counts": checked.counts,
+                "examples": checked.examples,
+                "notes": [n for n in checked.notes
+                          if self.final_reads.startswith("done") or not n.startswith("no final read answered")],
+                "computed_at": time.time(),
+            }
+            self._cached = (key, result)
+            result = dict(result)
+        result.update({
+            "strategy": module.Cell.strategy,
+            "check": kind,
+            "key": module.Cell.key,
+            "state": state,
+            "users": getattr(runner, "user_count", 0),
+            "recorded": len(entries),
+            "final_reads": self.final_reads if kind in ("counter", "same-user") else "not needed by this check",
+            "live": state in ("spawning", "running")
+            or (kind in ("counter", "same-user") and not self.final_reads.startswith("done")),
+        })
+        return result
+
+    def rows(self, snap: dict) -> list[dict]:
+        counts = snap.get("counts") or {}
+        kind = snap.get("check")
+
+        def pick(*names):
+            for n in names:
+                if n in counts:
+                    return counts[n]
+            return "n/a"
+
+        rows = [
+            {"measure": "verdict so far", "value": snap["label"],
+             "meaning": "the checker over the requests recorded since Start"
+             + (" (live)" if snap.get("live") else ", complete")},
+            {"measure": "strategy / check", "value": f"{snap['strategy']} / {kind}", "meaning": "LAB_STRATEGY "
+             "and the user class's check"},
+            {"measure": "requests recorded", "value": snap["recorded"], "meaning": "history entries so far"},
+            {"measure": "duplicates", "value": pick("duplicates"), "meaning": MEANINGS["duplicates"]},
+            {"measure": "lost updates", "value": pick("lost", "users_wrong_sequence"),
+             "meaning": MEANINGS["lost"] if "lost" in counts else MEANINGS["users_wrong_sequence"]},
+            {"measure": "leaks", "value": pick("leaked_responses"), "meaning": MEANINGS["leaked_responses"]},
+        ]
+        shown = {"duplicates", "lost", "leaked_responses"}
+        if "users_wrong_sequence" in counts and "lost" not in counts:
+            shown.add("users_wrong_sequence")
+        for name, value in counts.items():
+            if name not in shown:
+                rows.append({"measure": name, "value": "-" if value is None else value,
+                             "meaning": MEANINGS.get(name, "")})
+        for note in snap.get("notes") or []:
+            rows.append({"measure": "note", "value": "", "meaning": note})
+        if kind in ("counter", "same-user"):
+            rows.insert(1, {"measure": "final reads", "value": snap.get("final_reads", ""),
+                            "meaning": "the counter read at rest on every process after Stop; reload this tab "
+                            "(or watch /verdict) to see the verdict with them"})
+        # locust's table sorts its rows by "name": number them to keep this order
+        return [{"name": f"{i:02d}", **row} for i, row in enumerate(rows)]
+
+
+def _new_cell(environment, live: LiveVerdict) -> None:
+    """A swarm started from the UI is a fresh cell: empty history, fresh counter key."""
+    module = live.lab_module()
+    live.final_reads = "none yet"
+    module.RECORDER.reset()
+    module.Cell.key = f"ui-{secrets.token_hex(4)}"
+    module.Cell.shared_cookie = None
+    budget = module.Cell.budget
+    budget.issued = 0
+    if live.check_kind(module) == "same-user" and environment.host:
+        _prepare_same_user(environment.host, module)
+
+
+def _prepare_same_user(host: str, module) -> None:
+    """Like the driver: one increment as user 'shared' creates the session every user then sends."""
+    lab = {"client": "setup", "req": next(module.RECORDER.req_ids), "op": "incr", "phase": "load",
+           "invoke": module.RECORDER.now()}
+    url = f"{host.rstrip('/')}/s/{module.Cell.strategy}/incr?client=shared"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.loads(response.read() or b"null")
+            cookie = response.headers.get("Set-Cookie")
+            module.add_entry(module.make_entry(lab, response.status, body))
+    except (OSError, ValueError) as exc:
+        module.add_entry(module.make_entry(lab, 0, None, exc))
+        return
+    module.Cell.shared_cookie = cookie.split(";", 1)[0] if cookie else None
+
+
+def _read_once(module, instance_url: str, path: str, headers: dict, client: str) -> None:
+    """One quiescent read on a fresh connection (like loadtests/drive.py), recorded as phase 'final'."""
+    lab = {"client": client, "req": next(module.RECORDER.req_ids), "op": "read", "phase": "final",
+           "invoke": module.RECORDER.now()}
+    parsed = urlsplit(instance_url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+    try:
+        conn.request("GET", path, headers={**headers, "Connection": "close"})
+        response = conn.getresponse()
+        raw = response.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        module.add_entry(module.make_entry(lab, response.status, body))
+    except OSError as exc:
+        module.add_entry(module.make_entry(lab, 0, None, exc))
+    finally:
+        conn.close()
+
+
+def final_reads(environment, live: LiveVerdict) -> None:
+    """After Stop: read the counter until every process seen under load answered (or the cap)."""
+    from gevent.pool import Pool
+
+    module = live.lab_module()
+    kind = live.check_kind(module)
+    if kind not in ("counter", "same-user"):
+        return
+    instances = [u for u in os.environ.get("LAB_INSTANCES", "").split(",") if u] or [environment.host]
+    if not instances[0]:
+        return
+    live.final_reads = "reading"
+    headers = {"Cookie": module.Cell.shared_cookie} if kind == "same-user" and module.Cell.shared_cookie else {}
+    query = "client=shared" if kind == "same-user" else f"key={module.Cell.key}"
+    path = f"/s/{module.Cell.strategy}/read?{query}"
+    entries = module.RECORDER.entries
+    seen = {process_of(e) for e in entries if e.get("status") == 200 and e.get("phase") == "load"}
+    answered: set[str] = set()
+    sent = 0
+    pool = Pool(FINAL_READ_CONCURRENCY * len(instances))
+    while sent < FINAL_READ_MAX and not seen <= answered:
+        before = len(entries)
+        for i in range(FINAL_READ_CONCURRENCY):
+            for url in instances:
+                pool.spawn(_read_once, module, url, path, headers, f"final{i}")
+        pool.join()
+        sent += FINAL_READ_CONCURRENCY * len(instances)
+        answered |= {process_of(e) for e in entries[before:] if e.get("status") == 200}
+        if not answered and sent >= 3 * FINAL_READ_CONCURRENCY:
+            break
+    live.final_reads = f"done: {sent} reads, {len(answered)} of {len(seen)} processes answered"
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>worker-lab live verdict</title>
+<style>
+body{font:14px system-ui,sans-serif;margin:24px;color:#222}
+#verdict{display:inline-block;padding:6px 14px;border-radius:6px;color:#fff;font-size:22px;font-weight:600}
+table{border-collapse:collapse;margin-top:14px}td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}
+td.v{font-variant-numeric:tabular-nums;text-align:right;font-weight:600}
+pre{background:#f5f5f5;padding:8px;max-width:1000px;overflow:auto;font-size:12px}
+.muted{color:#777}
+</style></head><body>
+<h1>worker-lab live verdict</h1>
+<p class="muted">Checkers of <code>loadtests/checkers.py</code> over the requests recorded since Start;
+refreshed every 2&nbsp;s. Back to <a href="./?tab=verdict">locust</a>.</p>
+<div><span id="verdict" data-testid="verdict">__LABEL__</span> <span id="meta" class="muted"></span></div>
+<table id="counts"><thead><tr><th>measure</th><th>value</th><th>meaning</th></tr></thead><tbody></tbody></table>
+<h3>examples</h3><pre id="examples"></pre>
+<script>
+const COLOURS = __COLOURS__;
+function esc(s){return String(s).replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'})[c]);}
+async function refresh(){
+  try {
+    const r = await fetch('./verdict.json', {cache:'no-store'}); const d = await r.json();
+    const v = document.getElementById('verdict'); v.textContent = d.snapshot.label;
+    v.style.background = COLOURS[d.snapshot.verdict[0]] || '#757575';
+    if (!d.snapshot.recorded) v.style.background = '#757575';
+    document.getElementById('meta').textContent = `${d.snapshot.strategy} / ${d.snapshot.check} - locust `
+      + `${d.snapshot.state}, ${d.snapshot.users} users, ${d.snapshot.recorded} requests recorded, `
+      + `final reads: ${d.snapshot.final_reads}`;
+    document.querySelector('#counts tbody').innerHTML = d.rows.map(r =>
+      `<tr data-name="${esc(r.measure)}"><td>${esc(r.measure)}</td><td class="v">${esc(r.value)}</td>`
+      + `<td class="muted">${esc(r.meaning)}</td></tr>`).join('');
+    document.getElementById('examples').textContent = JSON.stringify(d.snapshot.examples, null, 1);
+  } catch (e) { document.getElementById('meta').textContent = 'cannot reach locust: ' + e; }
+}
+refresh(); setInterval(refresh, 2000);
+</script></body></html>
+"""
+
+
+@events.init.add_listener
+def _on_init(environment, **_kwargs):
+    web_ui = getattr(environment, "web_ui", None)
+    if web_ui is None or getattr(environment, "_lab_live_verdict", None) is not None:
+        return
+    live = LiveVerdict(environment)
+    environment._lab_live_verdict = live
+    app = web_ui.app
+
+    web_ui.template_args["extended_tabs"] = [{"title": "Verdict", "key": TAB_KEY}]
+    web_ui.template_args["extended_tables"] = [{
+        "key": TAB_KEY,
+        "structure": [{"key": "measure", "title": "Measure"}, {"key": "value", "title": "So far"},
+                      {"key": "meaning", "title": "What it means"}],
+    }]
+    web_ui.template_args["extended_csv_files"] = [{"href": "./verdict.json", "title": "Live verdict (JSON)"}]
+
+    def payload() -> dict:
+        snap = live.snapshot()
+        return {"snapshot": snap, "rows": live.rows(snap)}
+
+    @app.after_request
+    def _add_verdict_rows(response):
+        from flask import request
+
+        if not request.path.endswith("/stats/requests") or response.status_code != 200 or not response.is_json:
+            return response
+        try:
+            snap = live.snapshot()
+            data = {**response.get_json(), "extended_stats": [{"key": TAB_KEY, "data": live.rows(snap)}]}
+        except Exception as exc:  # the stats answer must never break
+            data = {**response.get_json(), "extended_stats": [{"key": TAB_KEY, "data": [
+                {"name": "00", "measure": "error", "value": "", "meaning": f"{type(exc).__name__}: {exc}"}]}]}
+        response.set_data(json.dumps(data))
+        return response
+
+    @app.route("/verdict.json")
+    @web_ui.auth_required_if_enabled
+    def _verdict_json():
+        from flask import jsonify
+
+        return jsonify(payload())
+
+    @app.route("/verdict")
+    @web_ui.auth_required_if_enabled
+    def _verdict_page():
+        label = html.escape(live.snapshot()["label"])
+        return PAGE.replace("__LABEL__", label).replace("__COLOURS__", json.dumps(VERDICT_COLOURS))
+
+    @events.test_start.add_listener
+    def _on_test_start(environment, **_kw):
+        if getattr(environment, "web_ui", None) is not None and environment is live.environment:
+            _new_cell(environment, live)
+
+    @events.test_stop.add_listener
+    def _on_test_stop(environment, **_kw):
+        if getattr(environment, "web_ui", None) is not None and environment is live.environment:
+            import gevent
+
+            gevent.spawn(final_reads, environment, live)

@@ -1,0 +1,249 @@
+"""report.html and compare.html, rendered from a stored results.json of a real run.
+
+The fixture (tests/fixtures/results-sample/results.json) came from
+``python -m workerlab run -s sync-x4,gevent-x1 -t naive-global,redis-incr,iso-thread-local,cookie-session
+-n 300 -u 20``. No server is started here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from workerlab import html_report, report_cli
+from workerlab.cli import main
+from workerlab.html_report import VERDICT_TINTS, compare, load_results, render_report
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "results-sample" / "results.json"
+
+
+class Cells(HTMLParser):
+    """Collects the verdict grid's <td class="cell"> attributes, and the ids of figures holding an <svg>."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells: list[dict] = []
+        self.figures: dict[str, int] = {}
+        self._figure: str | None = None
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "td" and "cell" in (a.get("class") or "").split():
+            self.cells.append(a)
+        if tag == "figure":
+            self._figure = a.get("id")
+            self.figures[self._figure] = 0
+        if tag == "svg" and self._figure:
+            self.figures[self._figure] += 1
+        if tag in ("script", "img", "iframe") and a.get("src") or tag == "link" and a.get("href"):
+            self.external.append(f"{tag} {a}")
+
+    def handle_endtag(self, tag):
+        if tag == "figure":
+            self._figure = None
+
+
+def parse(text: str) -> Cells:
+    p = Cells()
+    p.feed(text)
+    return p
+
+
+@pytest.fixture(scope="module")
+def sample() -> dict:
+    return load_results(FIXTURE)
+
+
+def write_run(folder: Path, data: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(data))
+    return folder
+
+
+def mismatched(data: dict) -> dict:
+    """The sample with one cell judged differently: gevent-x1/redis-incr observed lost-updates."""
+    data = copy.deepcopy(data)
+    for c in data["cells"]:
+        if (c["scenario"], c["strategy"]) == ("gevent-x1", "redis-incr"):
+            c["observed"] = {"verdict": ["lost-updates"], "label": "lost-updates"}
+            c["match"] = False
+            c["counts"]["lost"] = 17
+            c["throughput"]["rps"] = c["throughput"]["rps"] / 2
+    data["summary"]["matched"] -= 1
+    data["summary"]["mismatched"] += 1
+    data["run_id"] = "later-run"
+    return data
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, sample) -> tuple[Path, str]:
+    run = write_run(tmp_path_factory.mktemp("run") / sample["run_id"], mismatched(sample))
+    out = render_report(run)
+    return out, out.read_text()
+
+
+def test_fixture_is_a_real_run(sample):
+    assert sample["status"] == "complete"
+    assert {c["scenario"] for c in sample["cells"]} == {"sync-x4", "gevent-x1"}
+    assert len(sample["cells"]) == 8
+    assert all(c["throughput"]["rps"] for c in sample["cells"])
+
+
+def test_report_written_next_to_results(rendered):
+    out, _ = rendered
+    assert out.name == "report.html"
+    assert (out.parent / "results.json").exists()
+
+
+def test_every_cell_in_the_grid_with_its_verdict(rendered, sample):
+    _, text = rendered
+    cells = {(c["data-strategy"], c["data-scenario"]): c for c in parse(text).cells}
+    data = mismatched(sample)
+    assert len(cells) == len(data["cells"])
+    for c in data["cells"]:
+        td = cells[(c["strategy"], c["scenario"])]
+        assert td["data-observed"] == c["observed"]["label"]
+        assert td["data-expected"] == c["expected"]["label"]
+        assert td["data-match"] == ("true" if c["match"] else "false")
+        assert VERDICT_TINTS[c["observed"]["verdict"][0]] in td["style"]  # coloured by the observed verdict
+
+
+def test_mismatch_is_marked(rendered):
+    _, text = rendered
+    cells = parse(text).cells
+    bad = [c for c in cells if "mismatch" in c["class"].split()]
+    assert [(c["data-strategy"], c["data-scenario"]) for c in bad] == [("redis-incr", "gevent-x1")]
+    assert VERDICT_TINTS["lost-updates"] in bad[0]["style"]
+    assert "≠ want correct" in text
+    assert "1 differ" in text
+    assert "td.cell.mismatch { border: 3px solid var(--bad)" in text
+
+
+def test_hover_holds_reason_and_evidence(rendered, sample):
+    _, text = rendered
+    naive = next(c for c in sample["cells"] if (c["scenario"], c["strategy"]) == ("gevent-x1", "naive-global"))
+    assert naive["expected"]["reason"] in text
+    assert f"lost={naive['counts']['lost']}" in text
+    assert 'role="tooltip"' in text
+    data = json.loads(re.search(r'<script type="application/json" id="cells-data">(.*?)</script>', text, re.S)[1])
+    assert len(data) == 8 and all("counts" in c and "examples" in c for c in data)
+
+
+def test_charts_are_inline_svg(rendered, sample):
+    _, text = rendered
+    page = parse(text)
+    assert page.figures == {"chart-throughput-scenarios": 1, "chart-throughput-cells": 1, "chart-latency": 1}
+    cells_svg = text[text.index('id="chart-throughput-cells"'):text.index('id="chart-latency"')]
+    for strategy in ("naive-global", "redis-incr", "iso-thread-local", "cookie-session"):
+        assert strategy in cells_svg
+    assert "p95" in text[text.index('id="chart-latency"'):]
+
+
+def test_self_contained(rendered):
+    _, text = rendered
+    assert parse(text).external == []
+    assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", text)  # nothing fetched from a network
+
+
+def test_ceilings_absent_says_not_measured(rendered):
+    _, text = rendered
+    assert "not measured" in text
+    assert 'id="ceilings-table"' not in text
+
+
+def test_ceilings_present_are_drawn(tmp_path, sample):
+    data = copy.deepcopy(sample)
+    data["ceilings"] = {"hello_rps": 2345.0, "nginx_rps": {"value": 9000}, "redis_incr_ops": {"sync-x4": 4000.0}}
+    text = render_report(write_run(tmp_path / "r", data)).read_text()
+    assert 'id="ceilings-table"' in text and "not measured" not in text
+    assert "ceiling hello_rps" in text and "2,345" in text
+    assert "ceiling nginx_rps" in text and "9,000" in text
+    assert "sync-x4: 4,000" in text
+
+
+def test_partial_run_renders(tmp_path, sample):
+    """A run cut short: a cell that could not run, a scenario that never started, no throughput."""
+    data = copy.deepcopy(sample)
+    data["status"] = "interrupted"
+    data["scenarios"]["dev-single"] = {"description": "x", "error": "nginx exited during start-up"}
+    broken = data["cells"][0]
+    broken.update({"error": "stack did not start: boom", "throughput": None, "match": False, "counts": {},
+                   "examples": [], "observed": {"verdict": ["error"], "label": "error"}})
+    text = render_report(write_run(tmp_path / "r", data)).read_text()
+    assert "nginx exited during start-up" in text
+    assert "stack did not start: boom" in text
+    cells = parse(text).cells
+    assert sum(1 for c in cells if "empty" in c["class"]) == 4  # dev-single column: nothing ran
+
+
+def test_compare_finds_changes(sample):
+    later = mismatched(sample)
+    result = compare(sample, later)
+    assert result["summary"]["verdict_changes"] == 1
+    assert result["summary"]["match_changes"] == 1
+    assert result["summary"]["common"] == 8
+    row = result["grid"][("redis-incr", "gevent-x1")]
+    assert (row["verdict_a"], row["verdict_b"]) == ("correct", "lost-updates")
+    assert row["rps_delta_pct"] == pytest.approx(-50.0, abs=0.2)
+    assert result["grid"][("naive-global", "sync-x4")]["rps_delta_pct"] == 0.0
+
+
+def test_cli_report_and_compare(tmp_path, sample, monkeypatch):
+    a = write_run(tmp_path / "results" / "20260101-000000", sample)
+    b = write_run(tmp_path / "results" / "20260102-000000", mismatched(sample))
+    runner = CliRunner()
+
+    monkeypatch.setattr(report_cli, "RESULTS_DIR", tmp_path / "results")
+    res = runner.invoke(main, ["report"])  # newest run
+    assert res.exit_code == 0, res.output
+    assert res.output.strip().endswith(str(b / "report.html"))
+    assert (b / "report.html").exists()
+
+    res = runner.invoke(main, ["report", str(a / "results.json")])
+    assert res.exit_code == 0, res.output
+    assert (a / "report.html").exists()
+
+    res = runner.invoke(main, ["report", str(a), str(b)], env={"COLUMNS": "160"})
+    assert res.exit_code == 0, res.output
+    assert "correct -> lost-updates" in res.output
+    assert "-50.0%" in res.output
+    assert "1 verdict changes" in res.output
+    html = (b / "compare.html").read_text()
+    assert html.count('data-changed="true"') == 1
+    assert 'id="chart-compare"' in html and "<svg" in html
+
+    res = runner.invoke(main, ["report", str(a), str(b), "--changes-only", "-o", str(tmp_path / "c.html")],
+                        env={"COLUMNS": "160"})
+    assert res.exit_code == 0 and (tmp_path / "c.html").exists()
+    assert "naive-global" not in res.output.split("\n", 3)[-1].split("verdict changes")[0]
+
+
+def test_cli_rejects_other_files(tmp_path):
+    bad = tmp_path / "results.json"
+    bad.write_text(json.dumps({"schema": "something-else"}))
+    res = CliRunner().invoke(main, ["report", str(bad)])
+    assert res.exit_code == 1
+    assert "not a worker-lab results file" in res.output
+    empty = tmp_path / "none"
+    empty.mkdir()
+    with pytest.raises(html_report.ResultsError):
+        html_report.newest_run(empty)
+
+
+def test_fixture_copy_rerenders_identically_but_for_the_time(tmp_path):
+    """Any stored run can be rendered again: only the rendering time differs."""
+    run = tmp_path / "old"
+    run.mkdir()
+    shutil.copy(FIXTURE, run / "results.json")
+    first = render_report(run).read_text()
+    second = render_report(run).read_text()
+    strip = re.compile(r"at \d{4}-\d\d-\d\dT[\d:]+\+00:00\.")
+    assert strip.sub("", first) == strip.sub("", second)

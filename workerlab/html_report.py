@@ -1,0 +1,522 @@
+"""report.html (one run) and compare.html (two runs), rendered from results.json alone.
+
+Everything the page shows comes from results.json (schema in results.py), so any old run
+can be re-rendered. Charts are drawn with matplotlib and inlined as SVG, the styles and
+the little script are inlined too: the file opens offline, anywhere.
+
+Optional key read from results.json: ``"ceilings"``, e.g. ``{"hello_rps": 2100.0,
+"nginx_rps": 9000.0, "redis_incr_ops": 40000.0}`` (numbers; a value may also be
+``{"value": n, ...}`` or ``{scenario: n, ...}`` for per-scenario ceilings). Absent: the
+page says "not measured".
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jinja2
+
+SCHEMA = "worker-lab/results/v1"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+VERDICT_WORDS = ("correct", "lost-updates", "diverges", "leaks", "error")
+# Same hues as the terminal's (report.VERDICT_STYLE): strong for text and bars, pale for cell backgrounds.
+VERDICT_COLOURS = {"correct": "#2e7d32", "lost-updates": "#c62828", "diverges": "#8e24aa", "leaks": "#ef6c00",
+                   "error": "#37474f", "any": "#9e9e9e"}
+VERDICT_TINTS = {"correct": "#c8e6c9", "lost-updates": "#ffcdd2", "diverges": "#e1bee7", "leaks": "#ffe0b2",
+                 "error": "#b0bec5", "any": "#eeeeee"}
+HEADLINE_COUNTS = ("lost", "duplicates", "leaked_responses", "users_wrong_sequence", "users_diverged", "errors",
+                   "realtime_violations", "distinct_final_values")
+CEILING_STYLES = ("--", "-.", ":", (0, (5, 1, 1, 1)))
+CEILING_COLOURS = ("#1565c0", "#00838f", "#6d4c41", "#546e7a")
+
+
+class ResultsError(ValueError):
+    """Not a readable worker-lab results.json."""
+
+
+# -- loading -----------------------------------------------------------------------------------------------------
+def results_path(path: Path) -> Path:
+    path = Path(path)
+    return path / "results.json" if path.is_dir() else path
+
+
+def load_results(path: Path) -> dict:
+    file = results_path(path)
+    try:
+        data = json.loads(file.read_text())
+    except OSError as exc:
+        raise ResultsError(f"{file}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ResultsError(f"{file}: not JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ResultsError(f"{file}: not a worker-lab results file (schema {got!r})")
+    for key, empty in (("cells", []), ("scenarios", {}), ("settings", {}), ("summary", {}), ("versions", {}),
+                       ("machine", {}), ("status", "?"), ("run_id", file.parent.name), ("started", None),
+                       ("finished", None)):
+        if data.get(key) is None:
+            data[key] = empty
+    return data
+
+
+def newest_run(results_dir: Path) -> Path:
+    """The newest run folder (timestamp names sort in time order) that holds a results.json."""
+    runs = [p.parent for p in Path(results_dir).glob("*/results.json")]
+    if not runs:
+        raise ResultsError(f"no run under {results_dir} (run `python -m workerlab run` first)")
+    return max(runs, key=lambda p: (p.name, p.stat().st_mtime))
+
+
+# -- the model the templates see ------------------------------------------------------------------------------------
+def verdict_words(cell: dict | None, side: str = "observed") -> list[str]:
+    if not cell:
+        return []
+    words = (cell.get(side) or {}).get("verdict") or []
+    if "any" in words:
+        return ["any"]
+    return [w for w in VERDICT_WORDS if w in words] or list(words)
+
+
+def verdict_label(cell: dict | None, side: str = "observed") -> str:
+    if not cell:
+        return ""
+    label = (cell.get(side) or {}).get("label")
+    return label or "+".join(verdict_words(cell, side)) or "?"
+
+
+def cell_background(words: list[str]) -> str:
+    """A CSS background: one tint, or equal stripes of each word's tint (lost-updates+diverges)."""
+    tints = [VERDICT_TINTS.get(w, "#eeeeee") for w in words] or ["#f5f5f5"]
+    if len(tints) == 1:
+        return tints[0]
+    step = 100 / len(tints)
+    stops = ", ".join(f"{t} {i * step:.0f}% {(i + 1) * step:.0f}%" for i, t in enumerate(tints))
+    return f"linear-gradient(135deg, {stops})"
+
+
+def scenario_order(data: dict) -> list[str]:
+    names = list(data.get("scenarios") or {})
+    for c in data["cells"]:
+        if c["scenario"] not in names:
+            names.append(c["scenario"])
+    return names
+
+
+def strategy_order(data: dict) -> list[str]:
+    names = list(dict.fromkeys(c["strategy"] for c in data["cells"]))
+    for name in (data.get("settings") or {}).get("strategies") or []:
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def evidence(cell: dict) -> list[tuple[str, object]]:
+    counts = cell.get("counts") or {}
+    shown = [(k, counts[k]) for k in HEADLINE_COUNTS if counts.get(k) and k != "distinct_final_values"]
+    if (counts.get("distinct_final_values") or 0) > 1:
+        shown.append(("distinct_final_values", counts["distinct_final_values"]))
+    return shown
+
+
+def cell_view(cell: dict) -> dict:
+    observed = verdict_words(cell)
+    t = cell.get("throughput") or {}
+    return {
+        "scenario": cell["scenario"],
+        "strategy": cell["strategy"],
+        "check": cell.get("check"),
+        "question": cell.get("question"),
+        "observed": verdict_label(cell),
+        "observed_words": observed,
+        "expected": verdict_label(cell, "expected"),
+        "reason": (cell.get("expected") or {}).get("reason") or "",
+        "match": bool(cell.get("match")),
+        "error": cell.get("error"),
+        "background": cell_background(["error"] if cell.get("error") else observed),
+        "evidence": evidence(cell),
+        "counts": cell.get("counts") or {},
+        "examples": cell.get("examples") or [],
+        "notes": cell.get("notes") or [],
+        "throughput": t,
+        "history": cell.get("history"),
+        "example_brief": json.dumps(_rounded(cell["examples"][0]), separators=(", ", ": "))[:240]
+        if cell.get("examples") else "",
+    }
+
+
+def _rounded(value):
+    """Example entries with their clock readings shortened to milliseconds, for the hover text."""
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+@dataclass
+class Ceiling:
+    name: str
+    value: float | None  # one line across every scenario
+    per_scenario: dict[str, float]
+    raw: object
+
+
+def ceilings(data: dict) -> list[Ceiling]:
+    found = []
+    for name, raw in (data.get("ceilings") or {}).items():
+        value = None
+        per: dict[str, float] = {}
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            value = float(raw)
+        elif isinstance(raw, dict):
+            for key in ("value", "rps", "ops", "ops_per_s"):
+                if isinstance(raw.get(key), int | float):
+                    value = float(raw[key])
+                    break
+            else:
+                per = {k: float(v) for k, v in raw.items() if isinstance(v, int | float) and k in data["scenarios"]}
+        found.append(Ceiling(name, value, per, raw))
+    return found
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+# -- charts ------------------------------------------------------------------------------------------------------
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig
+
+
+def _svg(fig, name: str) -> str:
+    import matplotlib
+
+    buf = io.StringIO()
+    # text stays text (small, searchable); a per-chart salt keeps the ids of several inline SVGs apart
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"worker-lab-{name}"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "worker-lab"})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _ceiling_lines(ax, found: list[Ceiling], scenario: str | None, vertical: bool) -> int:
+    drawn = 0
+    for i, c in enumerate(found):
+        value = c.value if c.value is not None else c.per_scenario.get(scenario) if scenario else None
+        if value is None:
+            continue
+        kw = {"color": CEILING_COLOURS[i % len(CEILING_COLOURS)], "linestyle": CEILING_STYLES[i % len(CEILING_STYLES)],
+              "linewidth": 1.3, "label": f"ceiling {c.name} = {value:,.0f}"}
+        (ax.axvline if vertical else ax.axhline)(value, **kw)
+        drawn += 1
+    return drawn
+
+
+def chart_scenarios(data: dict, found: list[Ceiling]) -> str | None:
+    """Median throughput per scenario (whiskers: slowest and fastest strategy), ceilings as lines."""
+    rows = []
+    for s in scenario_order(data):
+        rps = [(c.get("throughput") or {}).get("rps") for c in data["cells"] if c["scenario"] == s]
+        rps = [v for v in rps if v is not None]
+        if rps:
+            rows.append((s, statistics.median(rps), min(rps), max(rps)))
+    if not rows:
+        return None
+    fig = _figure(max(6.0, 1.0 + 0.9 * len(rows)), 3.8)
+    ax = fig.add_subplot()
+    x = range(len(rows))
+    med = [r[1] for r in rows]
+    ax.bar(x, med, color="#5c6bc0", width=0.6, label="median over strategies",
+           yerr=[[r[1] - r[2] for r in rows], [r[3] - r[1] for r in rows]], capsize=4,
+           error_kw={"ecolor": "#333", "elinewidth": 1})
+    for xi, v in zip(x, med, strict=True):
+        ax.annotate(f"{v:,.0f}", (xi, v), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
+    for i, c in enumerate(found):  # per-scenario ceilings as short ticks over their bar
+        for xi, (s, *_rest) in enumerate(rows):
+            if c.value is None and s in c.per_scenario:
+                ax.hlines(c.per_scenario[s], xi - 0.4, xi + 0.4, colors=CEILING_COLOURS[i % len(CEILING_COLOURS)],
+                          linestyles="dashed", label=f"ceiling {c.name}" if xi == 0 else None)
+    _ceiling_lines(ax, found, None, vertical=False)
+    ax.set_xticks(list(x), [r[0] for r in rows], rotation=20 if len(rows) > 5 else 0, ha="right" if len(rows) > 5
+                  else "center")
+    ax.set_ylabel("requests/s")
+    ax.set_title("Throughput per scenario (whiskers: slowest..fastest strategy)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    return _svg(fig, "scenarios")
+
+
+def chart_cells(data: dict, found: list[Ceiling]) -> str | None:
+    """Small multiples: one panel per scenario, a bar per strategy coloured by its observed verdict."""
+    import matplotlib.patches as mpatches
+    from matplotlib.lines import Line2D
+
+    measured = {c["scenario"] for c in data["cells"] if (c.get("throughput") or {}).get("rps") is not None}
+    scenarios = [s for s in scenario_order(data) if s in measured]
+    if not scenarios:
+        return None
+    strategies = strategy_order(data)
+    by = {(c["strategy"], c["scenario"]): c for c in data["cells"]}
+    cols = 1 if len(scenarios) == 1 else 2
+    rows = -(-len(scenarios) // cols)
+    panel_h = 0.9 + 0.2 * len(strategies)
+    fig = _figure(11.0 if cols == 2 else 8.0, 0.6 + rows * panel_h)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    xmax = max((c.get("throughput") or {}).get("rps") or 0 for c in data["cells"])
+    for c in found:
+        xmax = max([xmax, c.value or 0, *c.per_scenario.values()])
+    for i, ax in enumerate(axes.flat):
+        if i >= len(scenarios):
+            ax.set_visible(False)
+            continue
+        s = scenarios[i]
+        ys, widths, colours, hatches = [], [], [], []
+        for j, st in enumerate(strategies):
+            c = by.get((st, s))
+            t = (c or {}).get("throughput") or {}
+            ys.append(j)
+            widths.append(t.get("rps") or 0)
+            words = verdict_words(c) if c else []
+            colours.append(VERDICT_COLOURS.get("error" if (c or {}).get("error") else (words or ["any"])[0]))
+            hatches.append("///" if t.get("generator_bound") else "")
+        bars = ax.barh(ys, widths, color=colours, height=0.7)
+        for bar, hatch in zip(bars, hatches, strict=True):
+            if hatch:
+                bar.set_hatch(hatch)
+                bar.set_edgecolor("white")
+        for j, w in enumerate(widths):
+            if w:
+                ax.annotate(f"{w:,.0f}", (w, j), textcoords="offset points", xytext=(2, 0), va="center", fontsize=6)
+        _ceiling_lines(ax, found, s, vertical=True)
+        ax.set_yticks(ys, strategies, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(0, xmax * 1.12 or 1)
+        ax.set_title(s, fontsize=9, loc="left")
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+        if i // cols == rows - 1 or i + cols >= len(scenarios):
+            ax.set_xlabel("requests/s", fontsize=8)
+    handles = [mpatches.Patch(color=VERDICT_COLOURS[w], label=w) for w in VERDICT_WORDS]
+    handles.append(mpatches.Patch(facecolor="#999", hatch="///", edgecolor="white", label="generator-bound"))
+    for i, c in enumerate(found):
+        handles.append(Line2D(
+            [], [], color=CEILING_COLOURS[i % len(CEILING_COLOURS)], linestyle=CEILING_STYLES[i % len(CEILING_STYLES)],
+            label=f"ceiling {c.name}"))
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
+    return _svg(fig, "cells")
+
+
+def chart_latency(data: dict) -> str | None:
+    """p50 / p95 / p99 per scenario: the median of each over the scenario's cells (log scale)."""
+    import numpy as np
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    rows = []
+    for s in scenario_order(data):
+        ts = [c.get("throughput") or {} for c in data["cells"] if c["scenario"] == s]
+        values = [_median(t.get(k) for t in ts) for k in ("p50_ms", "p95_ms", "p99_ms")]
+        if any(v is not None for v in values):
+            rows.append((s, values))
+    if not rows:
+        return None
+    fig = _figure(max(6.0, 1.2 + 1.1 * len(rows)), 3.8)
+    ax = fig.add_subplot()
+    x = np.arange(len(rows))
+    width = 0.27
+    for k, (label, colour) in enumerate((("p50", "#90caf9"), ("p95", "#1e88e5"), ("p99", "#0d47a1"))):
+        vals = [r[1][k] or 0 for r in rows]
+        bars = ax.bar(x + (k - 1) * width, vals, width, label=label, color=colour)
+        ax.bar_label(bars, labels=[f"{v:.0f}" if v else "" for v in vals], fontsize=6, padding=1)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(x, [r[0] for r in rows], rotation=20 if len(rows) > 5 else 0,
+                  ha="right" if len(rows) > 5 else "center")
+    ax.set_ylabel("ms (log scale)")
+    ax.set_title("Latency percentiles per scenario (median over its cells)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _svg(fig, "latency")
+
+
+def chart_compare(a: dict, b: dict) -> str | None:
+    """Median throughput per scenario, run A beside run B."""
+    import numpy as np
+
+    names = [s for s in dict.fromkeys(scenario_order(a) + scenario_order(b))]
+    rows = []
+    for s in names:
+        ma = _median((c.get("throughput") or {}).get("rps") for c in a["cells"] if c["scenario"] == s)
+        mb = _median((c.get("throughput") or {}).get("rps") for c in b["cells"] if c["scenario"] == s)
+        if ma is not None or mb is not None:
+            rows.append((s, ma, mb))
+    if not rows:
+        return None
+    fig = _figure(max(6.0, 1.2 + 1.0 * len(rows)), 3.6)
+    ax = fig.add_subplot()
+    x = np.arange(len(rows))
+    for k, (label, colour) in enumerate(((f"A {a['run_id']}", "#b0bec5"), (f"B {b['run_id']}", "#3949ab"))):
+        vals = [r[1 + k] or 0 for r in rows]
+        bars = ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, label=label, color=colour)
+        ax.bar_label(bars, labels=[f"{v:,.0f}" if v else "" for v in vals], fontsize=7, padding=1)
+    ax.set_xticks(x, [r[0] for r in rows], rotation=20 if len(rows) > 5 else 0,
+                  ha="right" if len(rows) > 5 else "center")
+    ax.set_ylabel("requests/s (median over strategies)")
+    ax.set_title("Throughput per scenario, A vs B", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _svg(fig, "compare")
+
+
+# -- rendering ----------------------------------------------------------------------------------------------------
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters["num"] = _num
+    env.filters["pct"] = lambda v: f"{100 * v:.0f}%" if isinstance(v, int | float) else ""
+    env.filters["pretty"] = lambda v: json.dumps(v, indent=1, default=str)
+    env.filters["yesno"] = lambda v: "-" if v is None or isinstance(v, jinja2.Undefined) else "yes" if v else "NO"
+    return env
+
+
+def _num(value, digits: int = 0) -> str:
+    if isinstance(value, jinja2.Undefined) or value is None:
+        return ""
+    if isinstance(value, int | float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def page_context(data: dict) -> dict:
+    scenarios = scenario_order(data)
+    strategies = strategy_order(data)
+    cells = []
+    by = {}
+    for c in data["cells"]:
+        view = {**cell_view(c), "index": len(cells)}
+        cells.append(view)
+        by[(c["strategy"], c["scenario"])] = view
+    found = ceilings(data)
+    return {
+        "data": data,
+        "run_id": data.get("run_id", "?"),
+        "scenarios": scenarios,
+        "strategies": strategies,
+        "grid": by,
+        "cells": cells,
+        "summary": data.get("summary") or {},
+        "scenario_errors": {n: s.get("error") for n, s in (data.get("scenarios") or {}).items()
+                            if isinstance(s, dict) and s.get("error")},
+        "ceilings": found,
+        "ceilings_present": "ceilings" in data and bool(data.get("ceilings")),
+        "charts": {
+            "scenarios": chart_scenarios(data, found),
+            "cells": chart_cells(data, found),
+            "latency": chart_latency(data),
+        },
+        "colours": VERDICT_COLOURS,
+        "tints": VERDICT_TINTS,
+        "words": VERDICT_WORDS,
+        "rendered": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def render_html(data: dict) -> str:
+    return _environment().get_template("report.html.j2").render(**page_context(data))
+
+
+def render_report(run_dir: Path) -> Path:
+    """Write report.html next to results.json (run_dir may be the folder or the file); return its path."""
+    file = results_path(Path(run_dir))
+    data = load_results(file)
+    out = file.parent / "report.html"
+    tmp = out.with_suffix(".html.tmp")
+    tmp.write_text(render_html(data), encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+# -- comparing two runs --------------------------------------------------------------------------------------------
+def _delta_pct(a, b):
+    if a in (None, 0) or b is None:
+        return None
+    return round(100.0 * (b - a) / a, 1)
+
+
+def compare(a: dict, b: dict) -> dict:
+    """Cell by cell: verdict A -> B, expectation match A -> B, throughput and p99 deltas."""
+    by_a = {(c["strategy"], c["scenario"]): c for c in a["cells"]}
+    by_b = {(c["strategy"], c["scenario"]): c for c in b["cells"]}
+    scenarios = list(dict.fromkeys(scenario_order(a) + scenario_order(b)))
+    strategies = list(dict.fromkeys(strategy_order(a) + strategy_order(b)))
+    rows = []
+    for st in strategies:
+        for sc in scenarios:
+            ca, cb = by_a.get((st, sc)), by_b.get((st, sc))
+            if ca is None and cb is None:
+                continue
+            ta, tb = (ca or {}).get("throughput") or {}, (cb or {}).get("throughput") or {}
+            va, vb = verdict_label(ca), verdict_label(cb)
+            rows.append({
+                "strategy": st, "scenario": sc,
+                "only": "A" if cb is None else "B" if ca is None else None,
+                "verdict_a": va, "verdict_b": vb,
+                "words_b": verdict_words(cb) or verdict_words(ca),
+                "expected_b": verdict_label(cb, "expected") or verdict_label(ca, "expected"),
+                "match_a": None if ca is None else bool(ca.get("match")),
+                "match_b": None if cb is None else bool(cb.get("match")),
+                "verdict_changed": ca is not None and cb is not None and va != vb,
+                "match_changed": ca is not None and cb is not None and bool(ca.get("match")) != bool(cb.get("match")),
+                "rps_a": ta.get("rps"), "rps_b": tb.get("rps"),
+                "rps_delta_pct": _delta_pct(ta.get("rps"), tb.get("rps")),
+                "p99_a": ta.get("p99_ms"), "p99_b": tb.get("p99_ms"),
+                "p99_delta_pct": _delta_pct(ta.get("p99_ms"), tb.get("p99_ms")),
+                "background": cell_background(verdict_words(cb) or verdict_words(ca)),
+            })
+    both = [r for r in rows if r["only"] is None]
+    deltas = [r["rps_delta_pct"] for r in both if r["rps_delta_pct"] is not None]
+    return {
+        "a": {"run_id": a.get("run_id"), "status": a.get("status"), "summary": a.get("summary") or {},
+              "started": a.get("started")},
+        "b": {"run_id": b.get("run_id"), "status": b.get("status"), "summary": b.get("summary") or {},
+              "started": b.get("started")},
+        "scenarios": scenarios, "strategies": strategies, "rows": rows,
+        "grid": {(r["strategy"], r["scenario"]): r for r in rows},
+        "summary": {
+            "cells_a": len(a["cells"]), "cells_b": len(b["cells"]), "common": len(both),
+            "verdict_changes": sum(1 for r in both if r["verdict_changed"]),
+            "match_changes": sum(1 for r in both if r["match_changed"]),
+            "only_a": sum(1 for r in rows if r["only"] == "A"), "only_b": sum(1 for r in rows if r["only"] == "B"),
+            "median_rps_delta_pct": round(statistics.median(deltas), 1) if deltas else None,
+        },
+    }
+
+
+def render_compare_html(a: dict, b: dict, result: dict | None = None) -> str:
+    result = result or compare(a, b)
+    return _environment().get_template("compare.html.j2").render(
+        cmp=result, chart=chart_compare(a, b), colours=VERDICT_COLOURS, tints=VERDICT_TINTS, words=VERDICT_WORDS,
+        rendered=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def write_compare(a_path: Path, b_path: Path, out: Path | None = None) -> tuple[Path, dict]:
+    """compare.html, by default next to B's results.json; returns its path and the comparison."""
+    a, b = load_results(a_path), load_results(b_path)
+    result = compare(a, b)
+    out = out or results_path(Path(b_path)).parent / "compare.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_compare_html(a, b, result), encoding="utf-8")
+    return out, result
