@@ -105,7 +105,7 @@ class Matrix:
                 "strategy": strategy.name,
                 "check": strategy.check,
                 "key": f"{run_key}-{strategy.name}",  # a fresh key per measurement
-                "requests": self.settings.requests,
+                "requests": min(self.settings.requests, scenario.cell_requests_max or self.settings.requests),
                 "time_limit": CELL_TIME_LIMIT_S,
             })
         return {"host": url, "instances": instances, "users": self.settings.users, "out": str(scenario_dir),

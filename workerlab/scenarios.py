@@ -36,6 +36,7 @@ class Scenario:
     instances: int = 1
     dev_threaded: bool = False
     dev_processes: int = 1
+    cell_requests_max: int | None = None  # a slow runtime model may cap each cell's budget
     env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -52,6 +53,7 @@ class Scenario:
                 instances=int(env.get("INSTANCES", 1)),
                 dev_threaded=env.get("DEV_THREADED", "0") == "1",
                 dev_processes=int(env.get("DEV_PROCESSES", 1)),
+                cell_requests_max=int(env["CELL_REQUESTS_MAX"]) if env.get("CELL_REQUESTS_MAX") else None,
                 env=tuple(sorted(env.items())),
             )
         except KeyError as exc:
