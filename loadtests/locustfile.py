@@ -44,10 +44,12 @@ class Recorder:
         self.t0 = time.monotonic()
         self.req_ids = itertools.count()
         self.enabled = True
+        self.load_ok = 0  # load-phase answers with status 200, counted even when not recording (bench)
 
     def reset(self) -> None:
         self.entries = []
         self.load_count = 0
+        self.load_ok = 0
         self.t0 = time.monotonic()
         self.req_ids = itertools.count()
 
@@ -67,6 +69,7 @@ class Cell:
     per_user = int(os.environ.get("LAB_PER_USER", "20"))
     shared_cookie: str | None = None
     clients = itertools.count()
+    path = os.environ.get("LAB_PATH", "/hello")  # what PathUser requests (the bench's plain-throughput cell)
 
 
 def make_entry(lab: dict, status: int, body, exception: BaseException | None = None) -> dict:
@@ -91,14 +94,23 @@ def add_entry(entry: dict) -> None:
     RECORDER.entries.append(entry)
     if entry["phase"] == "load":
         RECORDER.load_count += 1
+        if entry["status"] == 200:
+            RECORDER.load_ok += 1
 
 
 @events.request.add_listener
 def record(request_type, name, response_time, response_length, response=None, context=None, exception=None, **_):
     lab = (context or {}).get("lab")
-    if lab is None or not RECORDER.enabled:
+    if lab is None:
         return
     status = getattr(response, "status_code", 0) or 0
+    if not RECORDER.enabled:
+        # Measuring the cost of recording (workerlab bench, cell "record": false): count the
+        # request so the driver still stops at its budget, but parse and keep nothing.
+        if lab["phase"] == "load":
+            RECORDER.load_count += 1
+            RECORDER.load_ok += status == 200
+        return
     body = None
     if response is not None and status:
         try:
@@ -185,9 +197,27 @@ class IsolationUser(LabUser):
         self.send("echo", f"/s/{Cell.strategy}/echo?token={token}", sent=token)
 
 
+class PathUser(LabUser):
+    """Plain throughput: GET one fixed path (``Cell.path``, /hello by default); nothing is checked.
+
+    Used by ``workerlab bench`` to compare the lab's measurement with wrk's on the same URL.
+    """
+
+    @task
+    def get(self):
+        self.take_or_stop()
+        self.send("get", Cell.path)
+
+
 USER_CLASSES = {
     "counter": CounterUser,
     "same-user": SameUserUser,
     "session": SessionUser,
     "isolation": IsolationUser,
+    "path": PathUser,  # bench only: no checker judges it
 }
+
+try:  # the live "Verdict" tab of locust's web UI (loadtests/webui.py); `locust -f` loads this file outside the package
+    from . import webui  # noqa: E402,F401
+except ImportError:
+    import webui  # noqa: E402,F401

@@ -8,7 +8,7 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import sessions
+from . import openapi, sessions
 from .errors import BadInput, LabError, SidecarUnreachable, valid_key
 from .resources import Resources, unreachable_errors
 from .served_by import served_by
@@ -63,6 +63,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     def error():
         """Raises on purpose: shows that an unhandled error is a plain JSON 500, never a debugger page."""
         raise RuntimeError("raised on purpose by /error")
+
+    @app.get("/openapi.json")
+    def openapi_json():
+        return jsonify(openapi.describe(max_token=MAX_TOKEN))
 
     @app.get("/strategies")
     def list_strategies():

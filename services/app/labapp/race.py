@@ -27,6 +27,16 @@ def _gevent_running() -> bool:
     return gevent.getcurrent().parent is not None
 
 
+def cooperative_sleep(seconds: float) -> None:
+    """Sleep without stalling the other greenlets of this thread, patched or not."""
+    if _gevent_running():
+        import gevent
+
+        gevent.sleep(seconds)
+    else:
+        time.sleep(seconds)
+
+
 class RaceWindow:
     def __init__(self, mode: str, redis_client=None):
         self.mode = mode

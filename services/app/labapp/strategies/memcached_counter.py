@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
+from ..race import cooperative_sleep
 from .base import CounterStrategy
 
 CAS_ATTEMPTS = 1000
+CAS_BACKOFF_S = 0.0005  # doubled per failed attempt up to 64x, randomized: losers spread out
 
 
 def _key(key: str) -> str:
@@ -36,7 +40,9 @@ class MemcachedGetSet(MemcachedIncr):
 class MemcachedCas(MemcachedIncr):
     def incr(self, key):
         client = self.res.memcached
-        for _ in range(CAS_ATTEMPTS):
+        for attempt in range(CAS_ATTEMPTS):
+            if attempt:
+                cooperative_sleep(random.uniform(0, CAS_BACKOFF_S * 2 ** min(attempt, 6)))
             raw, token = client.gets(_key(key))
             if raw is None:
                 if client.add(_key(key), b"1", noreply=False):

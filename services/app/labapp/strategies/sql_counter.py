@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 
+from .. import faultpoints
 from .base import CounterStrategy
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, n INTEGER NOT NULL)"
@@ -35,6 +36,7 @@ class SqlCounter(CounterStrategy):
             (value,) = conn.execute(
                 "UPDATE counters SET n = n + 1 WHERE key = ? RETURNING n", (key,)
             ).fetchone()
+            faultpoints.reach("sql-in-transaction")  # workerlab faults: kill -9 lands here, before COMMIT
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
