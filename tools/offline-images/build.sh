@@ -66,7 +66,8 @@ base_tar() {
     local m rootfs="$WORK/rootfs-base"
     m="$(mirror)"
     say "debootstrap --variant=minbase $SUITE from $m (about a minute)"
-    rm -rf "$rootfs"
+    umount_under "$rootfs"
+    rm -rf --one-file-system "$rootfs"
     local t0=$SECONDS
     debootstrap --variant=minbase "$SUITE" "$rootfs" "$m" >"$WORK/debootstrap.log" 2>&1 \
         || { tail -n 20 "$WORK/debootstrap.log" >&2; die "debootstrap failed (log: $WORK/debootstrap.log)"; }
@@ -78,17 +79,25 @@ deb $sec $SUITE-security main
 EOF
     tar -C "$rootfs" --numeric-owner -cf "$tar.tmp" .
     mv "$tar.tmp" "$tar"
-    rm -rf "$rootfs"
+    rm -rf --one-file-system "$rootfs"
     say "base ready in $((SECONDS - t0))s: $tar"
     echo "$tar"
 }
 
 # ------------------------------------------------------------- chroot helpers
 ROOTFS=""
+umount_under() {
+    # Whatever is still mounted below a work rootfs (a failed debootstrap leaves proc/sys), deepest first.
+    local dir="$1" mnt
+    [[ -n "$dir" && -d "$dir" ]] || return 0
+    dir="$(cd "$dir" && pwd -P)"
+    awk '{print $2}' /proc/mounts | { grep -E "^$dir/" || true; } | sort -r | while read -r mnt; do
+        umount "$mnt" 2>/dev/null || umount -l "$mnt" || true
+    done
+}
 cleanup() {
-    if [[ -n "$ROOTFS" ]] && mountpoint -q "$ROOTFS/proc" 2>/dev/null; then
-        umount "$ROOTFS/proc" || umount -l "$ROOTFS/proc" || true
-    fi
+    umount_under "$ROOTFS"
+    umount_under "$WORK/rootfs-base"
 }
 trap cleanup EXIT
 
@@ -97,7 +106,8 @@ in_root() { chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin 
 prepare_rootfs() {
     local name="$1"
     ROOTFS="$WORK/rootfs-$name"
-    rm -rf "$ROOTFS"
+    umount_under "$ROOTFS"
+    rm -rf --one-file-system "$ROOTFS"
     mkdir -p "$ROOTFS"
     tar -C "$ROOTFS" -xf "$(base_tar)"
     cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
@@ -120,13 +130,13 @@ finish_and_import() {
     umount "$ROOTFS/proc"
     rm -f "$ROOTFS/usr/sbin/policy-rc.d"
     : >"$ROOTFS/etc/resolv.conf"
-    rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/usr/share/doc/* \
-        "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* "$ROOTFS"/var/log/*.log "$ROOTFS"/dev/* "$ROOTFS"/tmp/*
+    rm -rf "${ROOTFS:?}"/var/lib/apt/lists/* "${ROOTFS:?}"/var/cache/apt/*.bin "${ROOTFS:?}"/usr/share/doc/* \
+        "${ROOTFS:?}"/usr/share/man/* "${ROOTFS:?}"/usr/share/info/* "${ROOTFS:?}"/var/log/*.log "${ROOTFS:?}"/dev/* "${ROOTFS:?}"/tmp/*
     local args=(--change "LABEL $LABEL" --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     local c
     for c in "$@"; do args+=(--change "$c"); done
     tar -C "$ROOTFS" --numeric-owner -c . | docker import "${args[@]}" --message "worker-lab stand-in for $ref" - "$ref" >/dev/null
-    rm -rf "$ROOTFS"
+    rm -rf --one-file-system "$ROOTFS"
     ROOTFS=""
 }
 
@@ -166,7 +176,7 @@ build_nginx() {
             --shell /bin/false nginx 2>/dev/null \
             || in_root useradd --system --gid nginx --no-create-home --home-dir /nonexistent --shell /bin/false nginx
     fi
-    rm -rf "$ROOTFS"/etc/nginx/sites-enabled "$ROOTFS"/etc/nginx/sites-available "$ROOTFS"/etc/nginx/conf.d/*
+    rm -rf "${ROOTFS:?}"/etc/nginx/sites-enabled "${ROOTFS:?}"/etc/nginx/sites-available "${ROOTFS:?}"/etc/nginx/conf.d/*
     cat >"$ROOTFS/etc/nginx/nginx.conf" <<'EOF'
 user  nginx;
 worker_processes  auto;
@@ -283,6 +293,9 @@ done
 
 [[ "$(id -u)" == 0 ]] || die "needs root (debootstrap, chroot)"
 command -v docker >/dev/null || die "docker CLI not found"
+if ! docker version >/dev/null 2>&1 && [[ -z "${DOCKER_HOST:-}" && -S "$ROOT/.lab/docker/docker.sock" ]]; then
+    export DOCKER_HOST="unix://$ROOT/.lab/docker/docker.sock" # the engine tools/dockerd.sh starts
+fi
 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 \
     || die "no Docker engine reachable (DOCKER_HOST=${DOCKER_HOST:-unset}); start one: tools/dockerd.sh start && eval \"\$(tools/dockerd.sh env)\""
 mkdir -p "$WORK"

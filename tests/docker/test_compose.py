@@ -1,0 +1,300 @@
+"""The compose stacks, for real: build, start, hammer through nginx, tear down.
+
+Marked ``docker`` and skipped unless LAB_DOCKER_TESTS=1 (``make docker-test`` sets
+it). Starts a project-local dockerd (tools/dockerd.sh) when no engine answers and
+stops only that one; seeds stand-in base images (tools/offline-images/build.sh)
+when the upstream ones are missing. Each stack gets a compose project name unique
+to this run and is removed with its volumes afterwards. nginx is reached on
+127.0.0.1:8080 (another free port if 8080 is taken; LAB_TEST_HTTP_PORT overrides).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_COMPOSE = ROOT / "compose" / "lab-compose.sh"
+DOCKERD_SH = ROOT / "tools" / "dockerd.sh"
+BUILD_SH = ROOT / "tools" / "offline-images" / "build.sh"
+LOCAL_SOCK = ROOT / ".lab" / "docker" / "docker.sock"
+
+N = 200  # concurrent increments per check
+POOL = 32
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(os.environ.get("LAB_DOCKER_TESTS") != "1", reason="set LAB_DOCKER_TESTS=1 (make docker-test)"),
+]
+
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def _run(args, env, timeout=900, check=False) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _engine_answers(env) -> bool:
+    try:
+        return _run(["docker", "version", "--format", "{{.Server.Version}}"], env, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _pick_port(preferred: int) -> int:
+    if _port_free(preferred):
+        return preferred
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def docker_env():
+    """An environment whose docker CLI reaches an engine; starts (and later stops) one if needed."""
+    env = dict(os.environ)
+    started = False
+    if not _engine_answers(env):
+        if not env.get("DOCKER_HOST"):
+            env["DOCKER_HOST"] = f"unix://{LOCAL_SOCK}"
+        if not _engine_answers(env):
+            if env["DOCKER_HOST"] != f"unix://{LOCAL_SOCK}":
+                pytest.fail(f"no Docker engine at DOCKER_HOST={os.environ['DOCKER_HOST']}")
+            proc = _run([str(DOCKERD_SH), "start"], env, timeout=120)
+            if proc.returncode != 0:
+                pytest.fail(f"could not start dockerd with tools/dockerd.sh:\n{proc.stderr}")
+            started = True
+    t0 = time.monotonic()
+    try:
+        # Base images: stand-ins for whichever upstream ones this engine lacks (no-op when present).
+        listed = _run([str(BUILD_SH), "--list"], env, check=True).stdout.split()
+        missing = [ref for ref in listed if _run(["docker", "image", "inspect", ref], env).returncode != 0]
+        if missing:
+            _run([str(BUILD_SH), *missing], env, timeout=1800, check=True)
+            print(f"\n[docker tests] stand-in base images {missing} built in {time.monotonic() - t0:.0f}s")
+        yield env
+    finally:
+        if started:
+            _run([str(DOCKERD_SH), "stop"], env, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def ports():
+    http = int(os.environ.get("LAB_TEST_HTTP_PORT") or _pick_port(8080))
+    locust = int(os.environ.get("LAB_TEST_LOCUST_PORT") or _pick_port(8089))
+    return http, locust
+
+
+@contextlib.contextmanager
+def stack(scenario: str, docker_env, ports):
+    """`lab-compose.sh up SCENARIO` under a project name unique to this run; always `down` (-v)."""
+    http, locust = ports
+    env = dict(docker_env)
+    env.update(
+        LAB_COMPOSE_PROJECT=f"wltest-{RUN_ID}-{scenario}",
+        LAB_HTTP_PORT=str(http),
+        LAB_LOCUST_PORT=str(locust),
+        LAB_UP_TIMEOUT="240",
+    )
+    t0 = time.monotonic()
+    try:
+        up = _run([str(LAB_COMPOSE), "up", scenario], env)
+        if up.returncode != 0:
+            # lab-compose.sh prints the failing services' state and logs on stderr.
+            pytest.fail(f"stack {scenario} did not come up (exit {up.returncode}):\n{up.stderr[-20000:]}")
+        print(f"\n[docker tests] {scenario} up in {time.monotonic() - t0:.0f}s")
+        yield f"http://127.0.0.1:{http}", f"http://127.0.0.1:{locust}", env
+    finally:
+        down = _run([str(LAB_COMPOSE), "down"], env, timeout=300)
+        leftovers = _run(
+            ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={env['LAB_COMPOSE_PROJECT']}"], env
+        ).stdout.split()
+        assert down.returncode == 0 and not leftovers, f"down failed for {scenario}:\n{down.stdout}\n{down.stderr}"
+
+
+def containers(env) -> list[dict]:
+    ids = _run(
+        ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={env['LAB_COMPOSE_PROJECT']}"], env
+    ).stdout.split()
+    return json.loads(_run(["docker", "inspect", *ids], env, check=True).stdout)
+
+
+# ------------------------------------------------------------------ HTTP helpers
+def get(url: str, timeout: float = 30) -> dict:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            body = json.loads(resp.read())
+            body["_status"] = resp.status
+    except urllib.error.HTTPError as exc:
+        body = {"_status": exc.code, "_body": exc.read()[:500].decode("utf-8", "replace")}
+    return body
+
+
+def burst(base: str, strategy: str, key: str, n: int = N) -> list[dict]:
+    """n concurrent increments (POOL at a time); every one must be answered 200."""
+    url = f"{base}/s/{strategy}/incr?key={key}"
+    with ThreadPoolExecutor(POOL) as pool:
+        answers = list(pool.map(lambda _: get(url), range(n)))
+    bad = [a for a in answers if a["_status"] != 200]
+    assert not bad, f"{len(bad)} of {n} increments failed, e.g. {bad[:3]}"
+    return answers
+
+
+def final_reads(base: str, strategy: str, key: str, n: int = 64) -> dict[tuple, set]:
+    """Reads after the load (no increment in flight): the values each (instance, pid) reports.
+
+    Sent 16 at a time: nginx reuses keep-alive connections, so sequential reads could
+    all land on the one gevent worker that holds that connection.
+    """
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: get(f"{base}/s/{strategy}/read?key={key}"), range(n)))
+    seen: dict[tuple, set] = defaultdict(set)
+    for a in answers:
+        assert a["_status"] == 200, a
+        seen[(a["instance"], a["pid"])].add(a["value"])
+    return seen
+
+
+def fresh(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:10]}"
+
+
+def assert_atomic_counter(base: str) -> None:
+    key = fresh("redis")
+    values = sorted(a["value"] for a in burst(base, "redis-incr", key))
+    assert values == list(range(1, N + 1)), "redis-incr must hand out 1..N exactly once each"
+    reads = final_reads(base, "redis-incr", key, n=10)
+    assert {v for vs in reads.values() for v in vs} == {N}
+
+
+def by_process(answers: list[dict]) -> dict[tuple, list[int]]:
+    out: dict[tuple, list[int]] = defaultdict(list)
+    for a in answers:
+        out[(a["instance"], a["pid"])].append(a["value"])
+    return out
+
+
+# ------------------------------------------------------------------------ tests
+def test_gevent_x4(docker_env, ports):
+    with stack("gevent-x4", docker_env, ports) as (base, locust_ui, env):
+        health = get(f"{base}/health")
+        assert health["_status"] == 200 and health["worker_class"] == "gevent", health
+
+        key = fresh("naive")
+        answers = burst(base, "naive-global", key)
+        procs = by_process(answers)
+        values = [a["value"] for a in answers]
+        assert len(procs) >= 2, f"one gunicorn process served all {N} requests: {list(procs)}"
+        assert all(a["greenlet"] for a in answers), "gevent workers answer from request greenlets"
+        assert len(set(values)) < N, "naive-global handed out unique values across 4 processes"
+        # Every process keeps its own count: the reads can only add up to at most N, and
+        # each process reads back a single, stable value.
+        reads = final_reads(base, "naive-global", key)
+        assert all(len(vs) == 1 for vs in reads.values()), dict(reads)
+        assert sum(v for vs in reads.values() for v in vs) <= N, dict(reads)
+
+        assert_atomic_counter(base)
+
+        # The locust master's web UI, published on 127.0.0.1 only.
+        with urllib.request.urlopen(locust_ui + "/", timeout=10) as resp:
+            assert resp.status == 200
+
+        # Hardening, as the engine sees it: non-root, read-only root, no new privileges,
+        # an init, and host ports on 127.0.0.1 only (nginx and the locust UI).
+        published = []
+        for c in containers(env):
+            name, host = c["Name"], c["HostConfig"]
+            assert c["Config"]["User"] not in ("", "root", "0", "0:0"), f"{name} runs as root"
+            assert host["ReadonlyRootfs"], f"{name} has a writable root"
+            assert "no-new-privileges:true" in (host["SecurityOpt"] or []), name
+            assert host["Init"], name
+            for bindings in (host["PortBindings"] or {}).values():
+                published += [(name, b["HostIp"]) for b in bindings]
+        assert sorted(ip for _, ip in published) == ["127.0.0.1", "127.0.0.1"], published
+
+
+def test_sync_x4(docker_env, ports):
+    with stack("sync-x4", docker_env, ports) as (base, _, _env):
+        key = fresh("naive")
+        answers = burst(base, "naive-global", key)
+        procs = by_process(answers)
+        assert len(procs) >= 2, f"one sync worker served all {N} requests: {list(procs)}"
+        assert {a["worker_class"] for a in answers} == {"sync"}
+        values = [a["value"] for a in answers]
+        assert len(set(values)) < N, "values must collide across the four processes"
+        # One request at a time per process: each counts its own requests exactly (no lost
+        # update), and the processes diverge from each other.
+        for proc, vals in procs.items():
+            assert sorted(vals) == list(range(1, len(vals) + 1)), f"{proc} lost or repeated an update"
+        reads = final_reads(base, "naive-global", key)
+        for proc, vals in reads.items():
+            assert vals == {len(procs.get(proc, []))}, f"{proc} reads {vals}, served {len(procs.get(proc, []))}"
+        assert len({v for vs in reads.values() for v in vs}) >= 2 or len(reads) == 1, dict(reads)
+
+        assert_atomic_counter(base)
+
+
+def test_scale_out_3(docker_env, ports):
+    with stack("scale-out-3", docker_env, ports) as (base, _, _env):
+        key = fresh("naive")
+        answers = burst(base, "naive-global", key)
+        instances = {a["instance"] for a in answers}
+        assert len(instances) >= 3, f"nginx spread {N} requests over {instances} only"
+        assert {a["worker_class"] for a in answers} == {"gthread"}
+
+        by_instance: dict[str, int] = defaultdict(int)
+        for a in answers:
+            by_instance[a["instance"]] += 1
+        # Round robin: every replica takes a real share, not a stray request.
+        assert min(by_instance.values()) >= N // 10, dict(by_instance)
+
+        reads = final_reads(base, "naive-global", key)
+        assert len({inst for inst, _ in reads}) >= 3, f"final reads reached {list(reads)}"
+        final = {v for vs in reads.values() for v in vs}
+        assert len(final) >= 2, f"naive-global agrees across separate instances: {dict(reads)}"
+        assert max(final) < N, "one instance saw every increment"
+
+        assert_atomic_counter(base)
+
+
+def test_broken_stack_fails_loudly_with_logs(docker_env, ports):
+    """A stack that cannot become healthy fails `up` and shows the failing service's logs."""
+    env = dict(docker_env)
+    env.update(
+        LAB_COMPOSE_PROJECT=f"wltest-{RUN_ID}-broken",
+        LAB_HTTP_PORT=str(ports[0]),
+        LAB_LOCUST_PORT=str(ports[1]),
+        LAB_RACE_WINDOW="no-such-window",  # the app refuses to start
+        LAB_UP_TIMEOUT="120",
+    )
+    try:
+        up = _run([str(LAB_COMPOSE), "up", "sync-x1"], env)
+        assert up.returncode == 1, up.stderr[-5000:]
+        assert "_app_1 |" in up.stderr or "-app-1 |" in up.stderr, up.stderr[-5000:]
+        assert "LAB_RACE_WINDOW='no-such-window'" in up.stderr
+    finally:
+        _run([str(LAB_COMPOSE), "down"], env, timeout=300)
