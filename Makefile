@@ -28,8 +28,10 @@ $(VENV)/.installed: requirements.txt services/app/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
 	@touch $@
 
-lab: setup ## Run the default matrix (every scenario x strategy); ARGS="--quick" etc. pass through
-	$(PY) -m workerlab run $(ARGS)
+ENGINE ?= native
+
+lab: setup ## Run the default matrix (every scenario x strategy); ENGINE=compose, ARGS="--quick" etc. pass through
+	$(PY) -m workerlab run --engine $(ENGINE) $(ARGS)
 
 quick: setup ## The matrix at a few hundred requests per cell
 	$(PY) -m workerlab run --quick $(ARGS)

@@ -16,6 +16,7 @@
 #   LAB_HTTP_PORT, LAB_LOCUST_PORT   host ports on 127.0.0.1 (8080, 8089)
 #   LAB_RACE_WINDOW, LOCUST_WORKERS, LAB_STRATEGY ...   see compose/compose.yaml
 #   LAB_UP_TIMEOUT       seconds to wait for every container to be healthy (default 240)
+#   LAB_COMPOSE_EXTRA_FILES  override files added after compose.yaml (space-separated)
 #
 # Exit codes: 2 unknown/missing scenario, 3 no Docker engine or compose CLI, 1 anything else.
 set -euo pipefail
@@ -113,7 +114,10 @@ load_state() {
 }
 
 compose() {
-    "${COMPOSE[@]}" -p "$PROJECT" -f "$COMPOSE_FILE" --env-file "$SCENARIO_DIR/$SCENARIO.env" "$@"
+    # LAB_COMPOSE_EXTRA_FILES: override files on top of compose.yaml (the runner adds compose.lab.yaml).
+    local files=(-f "$COMPOSE_FILE") extra
+    for extra in ${LAB_COMPOSE_EXTRA_FILES:-}; do files+=(-f "$extra"); done
+    "${COMPOSE[@]}" -p "$PROJECT" "${files[@]}" --env-file "$SCENARIO_DIR/$SCENARIO.env" "$@"
 }
 
 # ------------------------------------------------------------- health wait

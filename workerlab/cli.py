@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .compose_stack import engine_problem
 from .expected import expectation_for
 from .matrix import Matrix, RunSettings, new_run_dir
 from .paths import RESULTS_DIR
@@ -136,15 +137,23 @@ def serve(scenario, direct, race_window):
 @click.option("--direct", is_flag=True, help="Send load straight to the first app instance, not through nginx.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True,
               help="Folder for results/<timestamp>/.")
+@click.option("--engine", type=click.Choice(("native", "compose")), default="native", show_default=True,
+              help="native: processes on 127.0.0.1; compose: the compose/ stacks in containers (needs Docker).")
 @click.option("--without", "without", multiple=True, type=click.Choice(SIDECARS),
               help="Do not start this sidecar (repeatable): its cells then show what an app sees when it is down.")
 @click.option("--quiet", "mode", flag_value="quiet", help="Print only mismatches and the final grid.")
 @click.option("--json", "mode", flag_value="json", help="Print one JSON object per cell; nothing else on stdout.")
-def run(scenario, strategy, quick, requests, users, race_window, direct, output, without, mode):
+def run(scenario, strategy, quick, requests, users, race_window, direct, output, engine, without, mode):
     """Run the (scenario x strategy) matrix and judge every cell. Exit 1 if any cell differs from its expectation."""
     mode = mode or "rich"
     scenarios, strategies = _select(_split(scenario), _split(strategy))
-    missing = missing_binaries()
+    if engine == "compose":
+        if without:
+            raise click.UsageError("--without is for the native engine; compose stacks always have their sidecars")
+        problem = engine_problem()
+        if problem:
+            raise click.ClickException(f"--engine compose needs a Docker engine:\n{problem}")
+    missing = missing_binaries() if engine == "native" else []
     if missing:
         packages = " ".join(missing)
         raise click.ClickException(f"missing {', '.join(missing)}: run 'make setup' (apt-get install {packages})")
@@ -152,7 +161,7 @@ def run(scenario, strategy, quick, requests, users, race_window, direct, output,
         requests=requests or (QUICK_REQUESTS if quick else 2000),
         users=users or (QUICK_USERS if quick else 50),
         race_window=race_window, direct=direct, quick=quick,
-        sidecars=tuple(s for s in SIDECARS if s not in without),
+        sidecars=tuple(s for s in SIDECARS if s not in without), engine=engine,
     )
     run_dir = new_run_dir(output)
     matrix = Matrix(scenarios, strategies, settings, run_dir, None)

@@ -13,6 +13,7 @@ from pathlib import Path
 from loadtests.checkers import check
 from loadtests.history import read_history
 
+from .compose_stack import ComposeStack
 from .expected import expectation_for
 from .paths import ROOT
 from .procs import StackError
@@ -31,6 +32,7 @@ class RunSettings:
     direct: bool = False
     quick: bool = False
     sidecars: tuple[str, ...] = ("redis", "memcached", "manager")
+    engine: str = "native"  # native | compose
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "sidecars": list(self.sidecars)}
@@ -85,7 +87,8 @@ class Matrix:
         self.report.scenario_start(scenario)
         started = time.monotonic()
         try:
-            with NativeStack(scenario, scenario_dir, race_window=self.settings.race_window,
+            stack_class = ComposeStack if self.settings.engine == "compose" else NativeStack
+            with stack_class(scenario, scenario_dir, race_window=self.settings.race_window,
                              direct=self.settings.direct, sidecars=self.settings.sidecars) as stack:
                 self.report.stack_up(scenario, stack, time.monotonic() - started)
                 self.drive(scenario, stack, scenario_dir)
@@ -116,6 +119,7 @@ class Matrix:
         plan_path = scenario_dir / "plan.json"
         plan_path.write_text(json.dumps(plan, indent=1))
         pending = {c["id"]: c for c in plan["cells"]}
+        (scenario_dir / "logs").mkdir(parents=True, exist_ok=True)
         log = open(scenario_dir / "logs" / "driver.log", "ab")
         self.driver = subprocess.Popen(
             [sys.executable, "-m", "loadtests.drive", str(plan_path)], cwd=ROOT, stdout=subprocess.PIPE,

@@ -298,3 +298,30 @@ def test_broken_stack_fails_loudly_with_logs(docker_env, ports):
         assert "LAB_RACE_WINDOW='no-such-window'" in up.stderr
     finally:
         _run([str(LAB_COMPOSE), "down"], env, timeout=300)
+
+
+def test_runner_compose_engine_matches_native_verdicts(docker_env, tmp_path):
+    """`workerlab run --engine compose` judges containers with the same checkers and results format."""
+    import json
+    import sys
+
+    args = ["-s", "sync-x4,gevent-x4", "-t", "naive-global,redis-incr,iso-thread-local", "-n", "300", "-u", "20"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "workerlab", "run", "--engine", "compose", "--quiet", "--output", str(tmp_path), *args],
+        cwd=ROOT, env=docker_env, capture_output=True, text=True, timeout=1200,
+    )
+    results = sorted(tmp_path.glob("*/results.json"))
+    assert results, f"no results.json\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    data = json.loads(results[-1].read_text())
+    assert data["settings"]["engine"] == "compose"
+    verdicts = {(c["scenario"], c["strategy"]): c["observed"]["label"] for c in data["cells"]}
+    assert verdicts[("sync-x4", "naive-global")] == "diverges"
+    assert verdicts[("gevent-x4", "naive-global")] == "lost-updates+diverges"
+    assert verdicts[("sync-x4", "redis-incr")] == verdicts[("gevent-x4", "redis-incr")] == "correct"
+    assert verdicts[("gevent-x4", "iso-thread-local")] == "correct"
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    leftover = subprocess.run(["docker", "ps", "-q", "--filter", "label=com.docker.compose.project"],
+                              env=docker_env, capture_output=True, text=True).stdout.split()
+    assert not [c for c in leftover if "wl-" in subprocess.run(
+        ["docker", "inspect", "-f", "{{index .Config.Labels \"com.docker.compose.project\"}}", c],
+        env=docker_env, capture_output=True, text=True).stdout]
