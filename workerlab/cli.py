@@ -57,6 +57,8 @@ def _split(values) -> list[str]:
 def main():
     """worker-lab: is my global / cache / session safe under threads, greenlets, processes and instances?"""
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    # A shell starts background jobs with SIGINT ignored; the lab still stops cleanly on it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @main.command("list")
