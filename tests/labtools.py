@@ -29,6 +29,25 @@ def descendants(pid: int) -> list[int]:
         return []
 
 
+def processes_mentioning(path) -> list[str]:
+    """Live processes whose command line or environment names `path` (a run folder)."""
+    import psutil
+
+    found = []
+    text = str(path)
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            environ = proc.environ() if text not in cmdline else {}
+            if text in cmdline or any(text in v for v in environ.values()):
+                found.append(f"{proc.info['pid']}: {cmdline}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
 def alive(pid: int) -> bool:
     import psutil
 

@@ -12,7 +12,7 @@ import urllib.request
 
 import psutil
 import pytest
-from labtools import ROOT, alive, descendants, run_lab
+from labtools import ROOT, alive, descendants, processes_mentioning, run_lab
 
 pytestmark = pytest.mark.stack
 
@@ -100,7 +100,7 @@ def test_run_goes_on_when_a_sidecar_is_down(tmp_path):
     assert "MISMATCH" in proc.stdout or "!!" in proc.stdout
 
 
-@pytest.mark.parametrize("when", ["start-up", "mid-cell"])
+@pytest.mark.parametrize("when", ["start-up", "mid-cell", "twice"])
 def test_ctrl_c_leaves_no_process_and_readable_partial_results(tmp_path, when):
     proc = subprocess.Popen(
         [sys.executable, "-m", "workerlab", "run", "-s", "gthread-2x8,sync-x4", "-n", "3000", "-u", "20",
@@ -112,7 +112,7 @@ def test_ctrl_c_leaves_no_process_and_readable_partial_results(tmp_path, when):
     while time.monotonic() < deadline:
         seen |= set(descendants(proc.pid))
         results = list(tmp_path.glob("*/results.json"))
-        if when == "mid-cell":
+        if when in ("mid-cell", "twice"):
             if results and json.loads(results[0].read_text())["cells"]:
                 break
         elif seen:  # the first service is starting: interrupt the stack's start-up
@@ -121,11 +121,16 @@ def test_ctrl_c_leaves_no_process_and_readable_partial_results(tmp_path, when):
     seen |= set(descendants(proc.pid))
     assert seen, "the run started no process"
     proc.send_signal(signal.SIGINT)
+    if when == "twice":  # a second Ctrl-C while the lab is shutting down must not cut the clean-up short
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     assert proc.returncode == 130
     time.sleep(0.2)
     left = [pid for pid in seen if alive(pid)]
     assert not left, [psutil.Process(p).cmdline() for p in left if alive(p)]
+    # Also those started after the last look: anything still naming this run's folder.
+    assert not processes_mentioning(tmp_path)
     results = list(tmp_path.glob("*/results.json"))
     if results:
         assert json.loads(results[0].read_text())["status"] == "interrupted"
@@ -148,6 +153,7 @@ def test_sigterm_also_stops_everything(tmp_path):
     assert proc.returncode == 130
     time.sleep(0.2)
     assert not [pid for pid in seen if alive(pid)]
+    assert not processes_mentioning(tmp_path)
 
 
 def test_a_port_taken_between_pick_and_bind_gets_another(tmp_path, scenarios, monkeypatch):

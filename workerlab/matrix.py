@@ -16,7 +16,7 @@ from loadtests.history import read_history
 from .compose_stack import ComposeStack
 from .expected import expectation_for
 from .paths import ROOT
-from .procs import StackError
+from .procs import StackError, signals_held
 from .results import ResultsFile, cell_record, throughput
 from .scenarios import Scenario
 from .stack import NativeStack
@@ -121,10 +121,11 @@ class Matrix:
         pending = {c["id"]: c for c in plan["cells"]}
         (scenario_dir / "logs").mkdir(parents=True, exist_ok=True)
         log = open(scenario_dir / "logs" / "driver.log", "ab")
-        self.driver = subprocess.Popen(
-            [sys.executable, "-m", "loadtests.drive", str(plan_path)], cwd=ROOT, stdout=subprocess.PIPE,
-            stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, text=True,
-        )
+        with signals_held():  # never lose track of a driver forked just as Ctrl-C arrives
+            self.driver = subprocess.Popen(
+                [sys.executable, "-m", "loadtests.drive", str(plan_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, text=True,
+            )
         try:
             for line in self.driver.stdout:
                 try:

@@ -7,6 +7,7 @@ then SIGKILL after a grace period.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -46,7 +47,9 @@ class Child:
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log:
+        # A Ctrl-C that lands inside Popen (after the fork, before we hold the pid) would orphan
+        # the child: hold SIGINT/SIGTERM until self.proc is set; they are delivered right after.
+        with open(self.log, "ab") as log, signals_held():
             self.proc = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
@@ -80,6 +83,17 @@ class Child:
             self.proc.wait(timeout=GRACE_S)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
             pass
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Hold SIGINT and SIGTERM for the block; they are delivered when it ends."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
