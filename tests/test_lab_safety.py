@@ -77,6 +77,17 @@ def test_every_service_listens_on_loopback_only(gthread_stack):
     assert all(c.laddr.ip == "127.0.0.1" for c in listening), listening
 
 
+def test_services_start_with_sigint_and_sigterm_deliverable(gthread_stack):
+    """The lab holds SIGINT/SIGTERM while it forks; its children must not inherit that mask."""
+    pids = set(gthread_stack.pids.values())
+    pids |= {d for pid in list(pids) for d in descendants(pid)}
+    held = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    for pid in pids:
+        status = open(f"/proc/{pid}/status").read()
+        blocked = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+        assert not blocked & held, (pid, psutil.Process(pid).cmdline(), hex(blocked))
+
+
 def test_a_sidecar_that_dies_is_named_in_a_503(gthread_stack):
     status, body = http_get(f"{gthread_stack.url}/s/redis-incr/incr?key=before")
     assert status == 200

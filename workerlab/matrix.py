@@ -16,7 +16,7 @@ from loadtests.history import read_history
 from .compose_stack import ComposeStack
 from .expected import expectation_for
 from .paths import ROOT
-from .procs import StackError, signals_held
+from .procs import StackError, signals_held, unblock_held_signals
 from .results import ResultsFile, cell_record, throughput
 from .scenarios import Scenario
 from .stack import NativeStack
@@ -125,6 +125,7 @@ class Matrix:
             self.driver = subprocess.Popen(
                 [sys.executable, "-m", "loadtests.drive", str(plan_path)], cwd=ROOT, stdout=subprocess.PIPE,
                 stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, text=True,
+                preexec_fn=unblock_held_signals,
             )
         try:
             for line in self.driver.stdout:

@@ -58,6 +58,7 @@ class Child:
                 env=self.env or None,
                 cwd=self.cwd,
                 start_new_session=True,
+                preexec_fn=unblock_held_signals,  # the held mask must not outlive exec in the child
             )
 
     def alive(self) -> bool:
@@ -94,6 +95,13 @@ def signals_held():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def unblock_held_signals() -> None:
+    """In the child, between fork and exec: a blocked mask survives exec, and a gunicorn master or
+    worker, redis or memcached with SIGTERM blocked never stops gracefully (HUP's retired workers
+    never exit; every stop waits for SIGKILL)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def _signal_group(pgid: int, sig: int) -> None:
