@@ -81,7 +81,7 @@ class NativeStack:
     def __init__(self, scenario: Scenario, run_dir: Path, *, race_window: str = "yield", direct: bool = False,
                  sidecars: tuple[str, ...] = ("redis", "memcached", "manager"),
                  redis_persistence: str = "none", memcached_mb: int = 64, memcached_item_max: str | None = None,
-                 app_extra_env: dict[str, str] | None = None):
+                 app_extra_env: dict[str, str] | None = None, redis_env: dict[str, str] | None = None):
         self.scenario = scenario
         self.run_dir = run_dir
         self.race_window = race_window
@@ -94,6 +94,7 @@ class NativeStack:
         self.memcached_mb = memcached_mb
         self.memcached_item_max = memcached_item_max
         self.app_extra_env = dict(app_extra_env or {})
+        self.redis_env = dict(redis_env or {})  # e.g. LD_PRELOAD of the host-crash shim (workerlab/shim/)
         self.children = Children()
         self.ports: dict[str, int] = {}
         self.app_ports: list[int] = []
@@ -171,7 +172,7 @@ class NativeStack:
         self._child("redis", [
             find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
             *REDIS_PERSISTENCE[self.redis_persistence], "--dir", str(data), "--logfile", "",
-        ])
+        ], env={**os.environ, **self.redis_env} if self.redis_env else {})
 
     def _start_memcached(self) -> None:
         port = self.ports["memcached"] = free_port()

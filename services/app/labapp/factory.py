@@ -111,6 +111,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        if getattr(exc, "original_exception", None) is not None:
+            # An error outside the view (opening or saving a server-side session) that Flask wrapped as a
+            # 500: judge the original, so a session store that is down is a 503 naming it, like in a view.
+            return unexpected(exc)
         return answer({"error": exc.name.lower().replace(" ", "-"), "message": exc.description}, exc.code or 500)
 
     @app.errorhandler(Exception)

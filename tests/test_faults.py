@@ -1,0 +1,205 @@
+"""Faults injected mid-run on a real sync-x4 stack: observed fault verdict == declared expectation.
+
+One small cell per (fault, strategy) pair below - every fault kind at least once - at 6 users
+x 25 requests/s for 2.2 s, the fault 1.3 s in. The complete (fault x strategy) table runs under
+the ``faults`` marker (``make faults-test``). The checker tests at the top start no server.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from loadtests.fault_checkers import check_counter_fault, check_sessions_fault
+from workerlab.faults import FAULT_STRATEGIES, FAULTS, QUICK, LoadShape, expect_fault, run_faults
+
+SMALL = LoadShape(users=6, per_user_rps=25, seconds=2.2, at_s=1.3)
+
+# Every fault kind, with the strategies whose outcome it decides.
+PLAN = {
+    "worker-kill": ["naive-global", "sql-update"],
+    "worker-recycle": ["naive-global", "redis-incr"],
+    "graceful-reload": ["locked-global", "cookie-session"],
+    "redis-restart": ["redis-incr", "server-session-redis"],
+    "redis-restart-aof-always": ["redis-incr"],
+    "redis-restart-aof-everysec": ["redis-incr"],
+    "redis-host-crash-aof-always": ["redis-incr"],
+    "redis-host-crash-aof-everysec": ["redis-incr"],
+    "memcached-restart": ["memcached-incr"],
+    "memcached-evict": ["memcached-incr"],
+    "sql-kill-in-transaction": ["sql-update"],
+    "nginx-reload": ["redis-incr", "cache-simple-inc"],
+}
+CELLS = [(fault, strategy) for fault, strategies in PLAN.items() for strategy in strategies]
+
+
+# -- the checkers, on made-up histories ------------------------------------------------------------
+
+def _incr(req, value, t, pid=1, status=200, client="u0"):
+    return {"client": client, "req": req, "op": "incr", "phase": "load", "invoke": t, "complete": t + 0.001,
+            "status": status, "value": value, "pid": pid, "instance": "i1",
+            "error": None if status == 200 else f"HTTP {status}"}
+
+
+def _final(value, t=10.0, pid=1):
+    return {**_incr(10_000, value, t, pid), "op": "read", "phase": "final"}
+
+
+def test_store_counter_survives_resets_or_loses_some():
+    acked = [_incr(i, i + 1, i * 0.01) for i in range(100)]  # 100 increments over 1 s
+    survives = check_counter_fault(acked + [_final(100)], scope="store", fault_at=0.5)
+    assert survives.verdict == {"survives"} and survives.counts["lost"] == 0
+    # Restart at 0.5 s with nothing kept: the counter starts again from 1.
+    reset = [_incr(i, i + 1, i * 0.01) for i in range(50)] + [_incr(50 + i, i + 1, 0.5 + i * 0.01) for i in range(50)]
+    r = check_counter_fault(reset + [_final(50)], scope="store", fault_at=0.5)
+    assert r.verdict == {"resets"} and r.counts["lost"] == 50 and r.counts["first_value_after_fault"] == 1
+    # Only the last 10 before the fault gone (an fsync window).
+    partial = [_incr(i, i + 1, i * 0.01) for i in range(50)]
+    partial += [_incr(50 + i, 41 + i, 0.5 + i * 0.01) for i in range(50)]
+    r = check_counter_fault(partial + [_final(90)], scope="store", fault_at=0.5)
+    assert r.verdict == {"loses-acked-writes"} and r.counts["lost"] == 10
+    # A failed request that still counted stays within the upper bound; no final read is "unavailable".
+    assert check_counter_fault(acked + [_incr(100, None, 1.0, status=502), _final(101)], scope="store",
+                               fault_at=0.5).verdict == {"survives"}
+    assert check_counter_fault(acked, scope="store", fault_at=0.5).verdict == {"unavailable"}
+    assert check_counter_fault(acked + [_final(150)], scope="store", fault_at=0.5).verdict == {"over-counts"}
+
+
+def test_process_counter_resets_when_its_process_dies():
+    history = [_incr(i, i + 1, i * 0.01, pid=1) for i in range(40)]
+    history += [_incr(40 + i, i + 1, 0.5 + i * 0.01, pid=2) for i in range(30)]  # the replacement, from 1
+    history += [_final(30, pid=2)]
+    r = check_counter_fault(history, scope="process", fault_at=0.45, dead={"i1/1"})
+    assert r.verdict == {"resets"}
+    assert (r.counts["lost"], r.counts["processes_died"], r.counts["fresh_processes_from_zero"]) == (40, 1, 1)
+    r = check_counter_fault(history + [_final(40, pid=1)], scope="process", fault_at=0.45)
+    assert r.verdict == {"survives"}
+
+
+def test_sessions_name_the_users_who_lost_theirs():
+    history = [_incr(i, i + 1, i * 0.01, client="a") for i in range(10)]
+    history += [_incr(10 + i, i + 1, 0.2 + i * 0.01, client="a") for i in range(5)]  # a starts again from 1
+    history += [_incr(20 + i, i + 1, i * 0.01, client="b") for i in range(8)]
+    history += [_incr(30, None, 0.1, client="b", status=503), _incr(31, 10, 0.15, client="b")]  # a gap is fine
+    r = check_sessions_fault(history, fault_at=0.15)
+    assert r.verdict == {"resets"}
+    assert r.counts["users_lost"] == ["a"] and r.counts["lost"] == 10 and r.counts["failed_during_fault"] == 0
+    assert r.counts["failed_before_fault"] == 1
+
+
+def test_every_fault_and_strategy_has_an_expectation_with_a_reason(scenarios):
+    for scenario in scenarios.values():
+        for fault in FAULTS.values():
+            for strategy in FAULT_STRATEGIES:
+                e = expect_fault(strategy, fault, scenario)
+                assert e.reason
+    dev = scenarios["dev-single"]
+    assert expect_fault("naive-global", FAULTS["worker-kill"], dev).verdict is None  # no gunicorn worker to kill
+    assert expect_fault("naive-global", FAULTS["worker-kill"], scenarios["gthread-2x8"]).label == "any"
+
+
+def test_the_command_names_valid_faults_and_prints_the_expected_table():
+    import subprocess
+    import sys
+
+    from labtools import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "workerlab", "faults", "-f", "no-such-fault"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "valid faults: worker-kill" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "workerlab", "faults", "--expected", "-t", "redis-incr"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "redis-restart-aof-everysec" in proc.stdout and "resets" in proc.stdout
+
+
+# -- real stacks -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fault_cells(tmp_path_factory, scenarios):
+    output = tmp_path_factory.mktemp("faults")
+    cells = {}
+    for fault, strategies in PLAN.items():
+        run, interrupted = run_faults({"sync-x4": scenarios["sync-x4"]}, [FAULTS[fault]], strategies, SMALL, output)
+        assert not interrupted
+        for c in run.data["cells"]:
+            cells[(c["fault"], c["strategy"])] = c
+    return cells
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("fault,strategy", CELLS, ids=[f"{f}/{s}" for f, s in CELLS])
+def test_fault_verdict_is_the_expected_one(fault_cells, fault, strategy):
+    c = fault_cells[(fault, strategy)]
+    if c["skipped"]:
+        pytest.skip(c["expected"]["reason"])  # e.g. no C compiler for the host-crash shim
+    assert c["error"] is None, c["error"]
+    assert c["observed"]["verdict"] == c["expected"]["verdict"], (c["counts"], c["injected"], c["notes"])
+    n = c["counts"]
+    assert n["recovered"], n
+    # A store that is down is a 503 naming it (nginx says 502 for a killed worker) - never a 500.
+    assert not any(kind.startswith("HTTP 500") for kind in n["failure_kinds"]), n["failure_kinds"]
+    if c["observed"]["verdict"] == ["survives"]:
+        assert n["lost"] == 0
+
+
+@pytest.mark.stack
+def test_worker_kill_loses_exactly_what_the_dead_worker_held(fault_cells):
+    n = fault_cells[("worker-kill", "naive-global")]["counts"]
+    assert n["processes_died"] == 1 and n["fresh_processes_from_zero"] >= 1
+    assert n["lost"] == n["acknowledged_in_dead_processes"] > 0
+
+
+@pytest.mark.stack
+def test_redis_without_persistence_forgets_everything_acknowledged_before_the_restart(fault_cells):
+    n = fault_cells[("redis-restart", "redis-incr")]["counts"]
+    assert n["lost"] >= n["acknowledged_before_fault"] > 0
+    s = fault_cells[("redis-restart", "server-session-redis")]["counts"]
+    assert s["users_lost_session"] >= 1 and s["users_lost"]
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("fault", ["redis-restart-aof-always", "redis-restart-aof-everysec"])
+def test_redis_aof_keeps_every_acknowledged_increment_across_kill_9(fault_cells, fault):
+    c = fault_cells[(fault, "redis-incr")]
+    n = c["counts"]
+    assert n["lost"] == 0 and n["acknowledged"] <= n["final"] <= n["attempted"]
+    assert c["injected"]["restart_s"] < 5
+
+
+@pytest.mark.stack
+def test_a_host_crash_loses_at_most_about_a_second_with_everysec_and_nothing_with_always(fault_cells):
+    if fault_cells[("redis-host-crash-aof-everysec", "redis-incr")]["skipped"]:
+        pytest.skip("no C compiler for the host-crash shim")
+    n = fault_cells[("redis-host-crash-aof-everysec", "redis-incr")]["counts"]
+    rate = SMALL.users * SMALL.per_user_rps
+    assert 0 < n["lost"] <= 1.5 * rate, n  # about one second's worth of acknowledged increments, at most
+    assert fault_cells[("redis-host-crash-aof-always", "redis-incr")]["counts"]["lost"] == 0
+
+
+@pytest.mark.stack
+def test_memcached_evicts_the_counter_under_pressure(fault_cells):
+    c = fault_cells[("memcached-evict", "memcached-incr")]
+    assert c["injected"]["evictions"] > 0
+    assert c["counts"]["lost"] >= c["counts"]["acknowledged_before_fault"] > 0
+
+
+@pytest.mark.stack
+def test_sqlite_kill_inside_the_transaction_rolls_it_back(fault_cells):
+    c = fault_cells[("sql-kill-in-transaction", "sql-update")]
+    assert c["injected"]["write_lock_held_at_kill"] is True  # the worker really was inside BEGIN IMMEDIATE
+    assert c["injected"]["write_lock_released_s"] is not None
+    n = c["counts"]
+    assert n["lost"] == 0 and n["acknowledged"] <= n["final"] <= n["attempted"]
+    assert n["failed_during_fault"] >= 1  # the held request itself died with its worker
+
+
+@pytest.mark.faults
+@pytest.mark.skipif(os.environ.get("LAB_FAULTS_FULL") != "1", reason="the full table: make faults-test")
+def test_the_whole_fault_table_is_as_expected(tmp_path, scenarios):
+    run, interrupted = run_faults({"sync-x4": scenarios["sync-x4"]}, list(FAULTS.values()), list(FAULT_STRATEGIES),
+                                  QUICK, tmp_path)
+    assert not interrupted
+    wrong = [(c["fault"], c["strategy"], c["observed"], c["error"]) for c in run.data["cells"] if c["match"] is False]
+    assert not wrong, wrong
+    assert run.data["summary"]["judged"] >= 80
