@@ -51,6 +51,22 @@ FINAL_READ_FRUITLESS_ROUNDS = 3
 SESSION_MIN_PER_USER = 12
 
 
+def runqueue_seconds() -> float:
+    """Time this process's threads were runnable but waited for a CPU (Linux schedstat; 0 elsewhere).
+
+    CPU share says what the generator got; this says what it wanted and did not get. On a shared
+    machine a starved generator is the bottleneck at a low CPU share.
+    """
+    total = 0
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return total / 1e9
+
+
 def emit(event: str, **fields) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
@@ -168,6 +184,7 @@ def run_cell(cell: dict, plan: dict, out: Path) -> dict:
     runner = env.create_local_runner()
     me = psutil.Process()
     cpu0 = me.cpu_times()
+    wait0 = runqueue_seconds()
     wall0 = time.monotonic()
     if cell["check"] == "same-user":
         prepare_same_user(env, cell)
@@ -183,6 +200,7 @@ def run_cell(cell: dict, plan: dict, out: Path) -> dict:
         gevent.sleep(0.02)
     load_wall = time.monotonic() - wall0
     cpu1 = me.cpu_times()
+    wait1 = runqueue_seconds()
     if plan.get("step"):
         emit("cell-loaded", cell=cell["id"])
     total = env.stats.total  # locust's own figures: the only latencies when nothing is recorded
@@ -215,6 +233,7 @@ def run_cell(cell: dict, plan: dict, out: Path) -> dict:
         "locust_p50_ms": locust_p50,
         "locust_p99_ms": locust_p99,
         "final_reads_and_write_seconds": round(after_load, 4),
+        "generator_wait_share": round((wait1 - wait0) / load_wall, 4) if load_wall else None,
     }
 
 
