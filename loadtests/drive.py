@@ -24,14 +24,12 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import http.client  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
 
 import gevent  # noqa: E402
 import psutil  # noqa: E402
@@ -42,7 +40,7 @@ from locust.event import EventHook  # noqa: E402
 
 from . import locustfile  # noqa: E402
 from .history import process_of, write_history  # noqa: E402
-from .locustfile import RECORDER, USER_CLASSES, Budget, Cell, add_entry, make_entry  # noqa: E402
+from .locustfile import RECORDER, USER_CLASSES, Budget, Cell, read_at_rest  # noqa: E402
 
 FINAL_READ_CONCURRENCY = 16
 FINAL_READ_MAX = 480
@@ -81,27 +79,6 @@ class _SetupUser(locustfile.LabUser):
         pass
 
 
-def _read_once(instance_url: str, path: str, headers: dict, client: str) -> None:
-    """One quiescent read on a fresh connection, straight to an app instance."""
-    lab = {"client": client, "req": next(RECORDER.req_ids), "op": "read", "phase": "final",
-           "invoke": RECORDER.now()}
-    parsed = urlsplit(instance_url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
-    try:
-        conn.request("GET", path, headers={**headers, "Connection": "close"})
-        response = conn.getresponse()
-        raw = response.read()
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        add_entry(make_entry(lab, response.status, body))
-    except OSError as exc:
-        add_entry(make_entry(lab, 0, None, exc))
-    finally:
-        conn.close()
-
-
 def final_reads(cell: dict, instances: list[str], processes_seen: set[str]) -> None:
     """Read the counter until every process seen under load answered (or the cap).
 
@@ -122,7 +99,7 @@ def final_reads(cell: dict, instances: list[str], processes_seen: set[str]) -> N
         reached_before = len(answered & processes_seen)
         for i in range(FINAL_READ_CONCURRENCY):
             for url in instances:
-                pool.spawn(_read_once, url, path, headers, f"final{i}")
+                pool.spawn(read_at_rest, url, path, headers, f"final{i}")
         pool.join()
         sent += FINAL_READ_CONCURRENCY * len(instances)
         answered |= {process_of(e) for e in RECORDER.entries[before:] if e.get("status") == 200}

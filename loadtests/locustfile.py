@@ -10,10 +10,13 @@ entry (see history.py): who asked, when, what came back, who served it.
 
 from __future__ import annotations
 
+import http.client
 import itertools
+import json
 import os
 import secrets
 import time
+from urllib.parse import urlsplit
 
 from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
@@ -96,6 +99,30 @@ def add_entry(entry: dict) -> None:
         RECORDER.load_count += 1
         if entry["status"] == 200:
             RECORDER.load_ok += 1
+
+
+def read_at_rest(instance_url: str, path: str, headers: dict, client: str) -> None:
+    """One quiescent read on a fresh connection, straight to an app instance (phase 'final').
+
+    Used by the driver and by the web UI's Verdict tab after the load has stopped.
+    """
+    lab = {"client": client, "req": next(RECORDER.req_ids), "op": "read", "phase": "final",
+           "invoke": RECORDER.now()}
+    parsed = urlsplit(instance_url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+    try:
+        conn.request("GET", path, headers={**headers, "Connection": "close"})
+        response = conn.getresponse()
+        raw = response.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        add_entry(make_entry(lab, response.status, body))
+    except OSError as exc:
+        add_entry(make_entry(lab, 0, None, exc))
+    finally:
+        conn.close()
 
 
 @events.request.add_listener

@@ -38,7 +38,7 @@ from locust.env import Environment  # noqa: E402
 
 from . import drive  # noqa: E402
 from .history import process_of, write_history  # noqa: E402
-from .locustfile import RECORDER, USER_CLASSES, Budget, Cell  # noqa: E402
+from .locustfile import RECORDER, USER_CLASSES, Budget, Cell, read_at_rest  # noqa: E402
 
 FINAL_READ_TIME_S = 10.0
 RECENT_S = 1.0  # processes that answered in the last second of load are the ones final reads wait for
@@ -79,7 +79,7 @@ def final_reads(cell: dict, instances: list[str], wanted: set[str]) -> None:
         before = len(RECORDER.entries)
         for i in range(per_round):
             for url in instances:
-                pool.spawn(drive._read_once, url, path, headers, f"final{i}")
+                pool.spawn(read_at_rest, url, path, headers, f"final{i}")
         pool.join()
         sent += per_round * len(instances)
         new = [e for e in RECORDER.entries[before:] if e.get("status") == 200]

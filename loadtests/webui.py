@@ -22,7 +22,6 @@ acknowledged so far; on Stop the counter is read at rest, the way the driver doe
 from __future__ import annotations
 
 import html
-import http.client
 import json
 import os
 import secrets
@@ -30,7 +29,6 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
 _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:  # locust loads the locustfile by path; the package must still import
@@ -211,27 +209,6 @@ def _prepare_same_user(host: str, module) -> None:
     module.Cell.shared_cookie = cookie.split(";", 1)[0] if cookie else None
 
 
-def _read_once(module, instance_url: str, path: str, headers: dict, client: str) -> None:
-    """One quiescent read on a fresh connection (like loadtests/drive.py), recorded as phase 'final'."""
-    lab = {"client": client, "req": next(module.RECORDER.req_ids), "op": "read", "phase": "final",
-           "invoke": module.RECORDER.now()}
-    parsed = urlsplit(instance_url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
-    try:
-        conn.request("GET", path, headers={**headers, "Connection": "close"})
-        response = conn.getresponse()
-        raw = response.read()
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        module.add_entry(module.make_entry(lab, response.status, body))
-    except OSError as exc:
-        module.add_entry(module.make_entry(lab, 0, None, exc))
-    finally:
-        conn.close()
-
-
 def final_reads(environment, live: LiveVerdict) -> None:
     """After Stop: read the counter until every process seen under load answered (or the cap)."""
     from gevent.pool import Pool
@@ -256,7 +233,7 @@ def final_reads(environment, live: LiveVerdict) -> None:
         before = len(entries)
         for i in range(FINAL_READ_CONCURRENCY):
             for url in instances:
-                pool.spawn(_read_once, module, url, path, headers, f"final{i}")
+                pool.spawn(module.read_at_rest, url, path, headers, f"final{i}")
         pool.join()
         sent += FINAL_READ_CONCURRENCY * len(instances)
         answered |= {process_of(e) for e in entries[before:] if e.get("status") == 200}
