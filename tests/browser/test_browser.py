@@ -1,7 +1,7 @@
 """What people look at, looked at in a real browser: report.html and locust's live Verdict tab.
 
 Headless Debian Chromium (/usr/bin/chromium) driven by Playwright; skipped without them
-(`make browser-test` installs both). Screenshots go to test-output/ and docs/img/.
+(`make browser-test` installs both). Screenshots go to test-output/ (and to docs/img/ with LAB_UPDATE_DOCS_IMG=1).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def shot(page, name: str, docs: bool = False, **kwargs) -> Path:
     SHOTS.mkdir(exist_ok=True)
     path = SHOTS / name
     page.screenshot(path=str(path), **kwargs)
-    if docs:
+    if docs and os.environ.get("LAB_UPDATE_DOCS_IMG"):  # refresh the README's pictures on request only
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, DOCS_IMG / name)
     return path
