@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := nginx redis-server memcached
+APT_PACKAGES := nginx redis-server memcached wrk
 ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -15,7 +15,7 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed ## Install Debian packages and the venv (idempotent)
-	@missing=""; for b in nginx redis-server memcached; do \
+	@missing=""; for b in nginx redis-server memcached wrk; do \
 	  command -v $$b >/dev/null || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

@@ -81,7 +81,7 @@ def sequential(values, procs=None, *, start: int = 0, client: str = "u0") -> lis
     assert len(procs) == len(values)
     return [
         entry(client=client, req=start + k, invoke=start + k, complete=start + k + 0.5, value=v, **p)
-        for k, (v, p) in enumerate(zip(values, procs))
+        for k, (v, p) in enumerate(zip(values, procs, strict=True))
     ]
 
 
@@ -112,7 +112,7 @@ def session_user(client: str, values, procs=None, *, reqs=None, owner: str | Non
     reqs = reqs or list(range(len(values)))
     return [
         entry(client=client, req=r, invoke=r, complete=r + 0.5, value=v, owner=owner or client, **p)
-        for v, p, r in zip(values, procs, reqs)
+        for v, p, r in zip(values, procs, reqs, strict=True)
     ]
 
 

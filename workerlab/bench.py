@@ -57,8 +57,10 @@ Schema ``worker-lab/bench/v1`` of ``results/<timestamp>/bench.json``::
                   "check_counter_seconds_gc_off", "check_isolation_seconds_gc_off",   # garbage collector off
                   "realtime_violations_seconds", "realtime_violations_seconds_gc_off",  # its costliest part
                   "target_seconds", "met", "profile": {checker: [[function, cumulative seconds], ...]}},
-      "matrix_times": {"default" | "quick": {"kind": "estimated" | "measured", "seconds",
-                                             "cells", "breakdown": {...}}, "basis": text},
+      "matrix_times": {"default" | "quick": {"kind": "estimated" | "measured", "seconds", "cells",
+                                             "breakdown": {part: seconds}, "per_cell_seconds" (estimated)},
+                       "basis": text, "sources": [results.json paths] (estimated),
+                       "observed_runs": [{"run", "status", "cells", "requests", "wall_seconds", "load_seconds"}]},
       "noise": {"threshold_cores", "measurements", "noisy", "other_cpu": spread},  # other processes' CPU
       "guard": {"threshold", "points": [[generator_cpu, ratio_lab_wrk, scenario, cell, generator_wait], ...],
                 "share_rule" | "demand_rule": {"flagged", "short_of_wrk", "short_of_wrk_flagged",
