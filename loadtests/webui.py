@@ -341,3 +341,73 @@ def _on_init(environment, **_kwargs):
             import gevent
 
             gevent.spawn(final_reads, environment, live)
+
+
+# -- distributed locust (compose: a master with the web UI, workers sending the requests) ------------
+# The workers record; the master judges. Each worker report carries the entries recorded since its
+# last one, re-based onto the master's clock (all containers of a host share CLOCK_MONOTONIC); a
+# Start on the master sends the new cell (counter key, shared cookie) to every worker first.
+CELL_MESSAGE = "lab_cell"
+
+
+def _lab_module():
+    for name in ("locustfile", "loadtests.locustfile"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "RECORDER") and hasattr(module, "Cell"):
+            return module
+    return None
+
+
+@events.init.add_listener
+def _on_init_distributed(environment, **_kwargs):
+    from locust.runners import MasterRunner, WorkerRunner
+
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        def _on_cell(environment, msg, **_kw):
+            module = _lab_module()
+            if module is None:
+                return
+            module.RECORDER.reset()
+            module.Cell.key = msg.data["key"]
+            module.Cell.shared_cookie = msg.data.get("shared_cookie")
+            module.Cell.budget.issued = 0
+
+        runner.register_message(CELL_MESSAGE, _on_cell)
+    elif isinstance(runner, MasterRunner):
+        @events.test_start.add_listener
+        def _send_cell(environment, **_kw):
+            module = _lab_module()
+            if module is not None and environment.runner is runner:
+                runner.send_message(CELL_MESSAGE, {"key": module.Cell.key, "shared_cookie": module.Cell.shared_cookie})
+
+
+@events.report_to_master.add_listener
+def _forward_entries(client_id, data, **_kwargs):
+    module = _lab_module()
+    if module is None:
+        return
+    recorder = module.RECORDER
+    if getattr(recorder, "_forwarded_from", None) is not recorder.entries:  # a new cell: start over
+        recorder._forwarded_from, recorder._forwarded = recorder.entries, 0
+    new = recorder.entries[recorder._forwarded:]
+    recorder._forwarded = len(recorder.entries)
+    if new:
+        data["lab_entries"] = {"t0": recorder.t0, "entries": new}
+
+
+@events.worker_report.add_listener
+def _collect_entries(client_id, data, **_kwargs):
+    payload = data.get("lab_entries")
+    module = _lab_module()
+    if not payload or module is None:
+        return
+    shift = payload["t0"] - module.RECORDER.t0
+    worker = str(client_id)[-6:]
+    for entry in payload["entries"]:
+        entry = dict(entry)
+        entry["invoke"] += shift
+        entry["complete"] += shift
+        entry["client"] = f"{worker}-{entry['client']}"  # user ids are per worker
+        entry["req"] = next(module.RECORDER.req_ids)
+        module.add_entry(entry)
