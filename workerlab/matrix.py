@@ -22,7 +22,7 @@ from .scenarios import Scenario
 from .stack import NativeStack
 
 CELL_TIME_LIMIT_S = 30.0
-QUICK_CELL_TIME_LIMIT_S = 10.0  # a cell that cannot reach its budget (a deadlock-prone lock) shows its verdict by then
+QUICK_CELL_TIME_LIMIT_S = 6.0  # a cell that cannot reach its budget (a deadlock-prone lock) shows its verdict by then
 
 
 @dataclass
@@ -69,6 +69,13 @@ class Matrix:
     def time_limit(self) -> float:
         return QUICK_CELL_TIME_LIMIT_S if self.settings.quick else CELL_TIME_LIMIT_S
 
+    def cell_requests(self, scenario: Scenario) -> int:
+        """The run's budget, or less where the scenario caps it (a third of the cap in --quick)."""
+        cap = scenario.cell_requests_max
+        if cap is None:
+            return self.settings.requests
+        return min(self.settings.requests, cap // 3 if self.settings.quick else cap)
+
     @property
     def total_cells(self) -> int:
         return len(self.scenarios) * len(self.strategies)
@@ -113,7 +120,7 @@ class Matrix:
                 "strategy": strategy.name,
                 "check": strategy.check,
                 "key": f"{run_key}-{strategy.name}",  # a fresh key per measurement
-                "requests": min(self.settings.requests, scenario.cell_requests_max or self.settings.requests),
+                "requests": self.cell_requests(scenario),
                 "time_limit": self.time_limit,
             })
         return {"host": url, "instances": instances, "users": self.settings.users, "out": str(scenario_dir),
