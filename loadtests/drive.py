@@ -214,16 +214,20 @@ def run_cell(cell: dict, plan: dict, out: Path) -> dict:
     }
 
 
-def main(argv: list[str]) -> int:
+def load_plan(argv: list[str], usage: str) -> tuple[dict, Path] | None:
+    """The plan named on the command line, with its history folder made; None (usage shown) if not named."""
     if len(argv) != 1:
-        print(__doc__, file=sys.stderr)
-        return 2
+        print(usage, file=sys.stderr)
+        return None
     plan = json.loads(Path(argv[0]).read_text())
     out = Path(plan["out"])
     (out / "history").mkdir(parents=True, exist_ok=True)
     logging.getLogger("locust").setLevel(logging.ERROR)
-    if plan.get("cpu_affinity"):
-        os.sched_setaffinity(0, set(plan["cpu_affinity"]))
+    return plan, out
+
+
+def run_plan(plan: dict, out: Path, run_one) -> int:
+    """Every cell of the plan, one after another, each reported as an event line."""
     for cell in plan["cells"]:
         if plan.get("step"):
             emit("cell-wait", cell=cell["id"])
@@ -231,12 +235,22 @@ def main(argv: list[str]) -> int:
                 break  # the caller went away
         emit("cell-start", cell=cell["id"])
         try:
-            stats = run_cell(cell, plan, out)
+            stats = run_one(cell, plan, out)
         except Exception as exc:  # one broken cell must not end the run
             emit("cell-error", cell=cell["id"], error=f"{type(exc).__name__}: {exc}")
             continue
         emit("cell-done", cell=cell["id"], stats=stats)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    loaded = load_plan(argv, __doc__)
+    if loaded is None:
+        return 2
+    plan, out = loaded
+    if plan.get("cpu_affinity"):
+        os.sched_setaffinity(0, set(plan["cpu_affinity"]))
+    return run_plan(plan, out, run_cell)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,6 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import json  # noqa: E402
-import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -144,22 +142,10 @@ def run_cell(cell: dict, plan: dict, out: Path) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print(__doc__, file=sys.stderr)
+    loaded = drive.load_plan(argv, __doc__)
+    if loaded is None:
         return 2
-    plan = json.loads(Path(argv[0]).read_text())
-    out = Path(plan["out"])
-    (out / "history").mkdir(parents=True, exist_ok=True)
-    logging.getLogger("locust").setLevel(logging.ERROR)
-    for cell in plan["cells"]:
-        drive.emit("cell-start", cell=cell["id"])
-        try:
-            stats = run_cell(cell, plan, out)
-        except Exception as exc:  # one broken cell must not end the run
-            drive.emit("cell-error", cell=cell["id"], error=f"{type(exc).__name__}: {exc}")
-            continue
-        drive.emit("cell-done", cell=cell["id"], stats=stats)
-    return 0
+    return drive.run_plan(*loaded, run_cell)
 
 
 if __name__ == "__main__":

@@ -57,3 +57,37 @@ def alive(pid: int) -> bool:
         return False
 
 
+
+
+def get_json(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def post(url: str, fields: dict | None = None) -> dict:
+    """A form POST (locust's /swarm and /stop) answered with JSON."""
+    import urllib.parse
+    import urllib.request
+
+    body = urllib.parse.urlencode(fields or {}).encode()
+    with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=10) as response:
+        return json.loads(response.read())
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll until predicate() is truthy (connection errors count as not yet); return its value."""
+    import time
+    import urllib.error
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except (OSError, urllib.error.URLError, ValueError):
+            value = None
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -5,47 +5,18 @@ The workers send the requests and record them; the master, which has the web UI,
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import pytest
-from labtools import ROOT
+from labtools import ROOT, get_json, post, wait_for
 
 from workerlab.procs import free_port
 from workerlab.stack import NativeStack
 
 pytestmark = pytest.mark.stack
-
-
-def get_json(url: str):
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def post(url: str, fields: dict | None = None):
-    body = urllib.parse.urlencode(fields or {}).encode()
-    with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=10) as response:
-        return json.loads(response.read())
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (OSError, urllib.error.URLError, ValueError):
-            value = None
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_master_judges_what_its_workers_recorded(tmp_path, scenarios):

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from .paths import ROOT
-from .procs import StackError, free_port, tail
+from .procs import ManagedStack, StackError, free_port, tail
 from .scenarios import Scenario
 
 LAB_COMPOSE = ROOT / "compose" / "lab-compose.sh"
@@ -33,7 +33,7 @@ def engine_problem() -> str | None:
     return "\n".join(lines) or f"lab-compose.sh engine exited {proc.returncode}"
 
 
-class ComposeStack:
+class ComposeStack(ManagedStack):
     def __init__(self, scenario: Scenario, run_dir: Path, *, race_window: str = "yield", direct: bool = False,
                  sidecars: tuple[str, ...] = ("redis", "memcached", "manager")):
         if set(sidecars) != {"redis", "memcached", "manager"}:
@@ -46,17 +46,6 @@ class ComposeStack:
         self.http_port = free_port()
         self.app_ports: list[int] = []
         self.started = False
-
-    def __enter__(self) -> ComposeStack:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)

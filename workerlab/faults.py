@@ -55,7 +55,7 @@ from loadtests.history import process_of, read_history
 from .expected import expect
 from .matrix import new_run_dir
 from .paths import RESULTS_DIR, ROOT
-from .procs import StackError
+from .procs import StackError, kill_session
 from .results import now_iso, versions
 from .scenarios import Scenario, UnknownName, load_scenarios, pick
 from .stack import NativeStack, missing_binaries
@@ -619,12 +619,7 @@ class FaultRun:
                     error=inj.error)
 
     def stop_driver(self) -> None:
-        if self.driver is not None and self.driver.poll() is None:
-            try:
-                os.killpg(self.driver.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.driver.wait()
+        kill_session(self.driver)
         self.driver = None
 
     def write(self) -> None:

@@ -16,7 +16,7 @@ from loadtests.history import read_history
 from .compose_stack import ComposeStack
 from .expected import expectation_for
 from .paths import ROOT
-from .procs import StackError, signals_held, unblock_held_signals
+from .procs import StackError, kill_session, signals_held, unblock_held_signals
 from .results import ResultsFile, cell_record, throughput
 from .scenarios import Scenario
 from .stack import NativeStack
@@ -182,13 +182,5 @@ class Matrix:
         self.report.cell_done(record)
 
     def stop_driver(self) -> None:
-        if self.driver is not None and self.driver.poll() is None:
-            import os
-            import signal
-
-            try:
-                os.killpg(self.driver.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.driver.wait()
+        kill_session(self.driver)
         self.driver = None

@@ -104,6 +104,13 @@ def unblock_held_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
+def kill_session(proc: subprocess.Popen | None) -> None:
+    """SIGKILL a child started with start_new_session, with everything it forked, and reap it."""
+    if proc is not None and proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -119,6 +126,27 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:  # pragma: no cover
         return True
+
+
+class ManagedStack:
+    """`with stack:` starts it, and stops whatever did start when start-up fails or the block ends."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 class Children:

@@ -21,7 +21,7 @@ from pathlib import Path
 import jinja2
 
 from .paths import APP_DIR, NGINX_DIR
-from .procs import GRACE_S, Child, Children, StackError, free_port, tail
+from .procs import GRACE_S, Child, Children, ManagedStack, StackError, free_port, tail
 from .scenarios import Scenario
 
 HEALTH_TIMEOUT_S = 30.0
@@ -75,7 +75,7 @@ def http_json(url: str, timeout: float = 2.0) -> dict | None:
         return None
 
 
-class NativeStack:
+class NativeStack(ManagedStack):
     """Bring a scenario's stack up on loopback; ``with`` stops everything it started."""
 
     def __init__(self, scenario: Scenario, run_dir: Path, *, race_window: str = "yield", direct: bool = False,
@@ -102,17 +102,6 @@ class NativeStack:
         self.manager_authkey = secrets.token_hex(16)
 
     # -- lifecycle -------------------------------------------------------------
-    def __enter__(self) -> NativeStack:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     def start(self) -> None:
         """Start every service; if a free port was taken by someone else meanwhile, retry on new ports."""
         for attempt in range(BIND_ATTEMPTS):

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,6 +33,8 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (apt-get install chromium)"),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (make browser-test)")
+
+from labtools import get_json, post, wait_for  # noqa: E402
 
 from workerlab.html_report import VERDICT_TINTS, render_report  # noqa: E402
 from workerlab.procs import free_port  # noqa: E402
@@ -139,30 +140,6 @@ def test_mismatch_in_chromium(page, tmp_path):
 
 
 # -- locust's Verdict tab, through `python -m workerlab ui` ------------------------------------------------------
-def _get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def _post(url: str, fields: dict | None = None) -> dict:
-    body = urllib.parse.urlencode(fields or {}).encode()
-    with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=10) as response:
-        return json.loads(response.read())
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (OSError, urllib.error.URLError, ValueError):
-            value = None
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _row_value(page, name: str) -> str:
     """The "So far" column of the Verdict tab's row whose "Measure" is exactly name ('' if absent)."""
     return page.evaluate("""name => {
@@ -186,26 +163,26 @@ def test_locust_verdict_tab(page, tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: ui.poll() is not None or "live verdict" in (tmp_path / "ui.log").read_text(), 60, "locust")
+        wait_for(lambda: ui.poll() is not None or "live verdict" in (tmp_path / "ui.log").read_text(), 60, "locust")
         assert ui.poll() is None, (tmp_path / "ui.log").read_text()
 
         # a bounded load: a few users through the REST API the start form uses, then /stop below
-        started = _post(f"{base}/swarm", {"user_count": 5, "spawn_rate": 5})
+        started = post(f"{base}/swarm", {"user_count": 5, "spawn_rate": 5})
         assert started["success"], started
         page.goto(f"{base}/?tab=verdict")  # locust shows its tabs once a test runs
         tab = page.get_by_role("tab", name="Verdict")
         tab.wait_for()
         assert tab.get_attribute("aria-selected") == "true"
         # the tab refreshes itself from /stats/requests every 2 s while users run
-        _wait(lambda: int(_row_value(page, "requests recorded") or 0) >= 300, 40, "300 recorded requests")
-        _wait(lambda: int(_row_value(page, "duplicates") or 0) > 0, 20, "duplicates in the tab")
+        wait_for(lambda: int(_row_value(page, "requests recorded") or 0) >= 300, 40, "300 recorded requests")
+        wait_for(lambda: int(_row_value(page, "duplicates") or 0) > 0, 20, "duplicates in the tab")
         assert "lost-updates" in _row_value(page, "verdict so far")
         assert int(_row_value(page, "lost updates")) > 0
         assert _row_value(page, "strategy / check") == "naive-global / counter"
         shot(page, "locust-verdict.png", docs=True)
 
-        _post(f"{base}/stop")
-        final = _wait(lambda: (d := _get_json(f"{base}/verdict.json"))["snapshot"]["final_reads"].startswith("done")
+        post(f"{base}/stop")
+        final = wait_for(lambda: (d := get_json(f"{base}/verdict.json"))["snapshot"]["final_reads"].startswith("done")
                       and d, 30, "final reads")
         snap = final["snapshot"]
         assert snap["label"] == "lost-updates"

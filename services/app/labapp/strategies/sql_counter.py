@@ -10,9 +10,11 @@ import sqlite3
 import threading
 
 from .. import faultpoints
+from ..race import cooperative_sleep
 from .base import CounterStrategy
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, n INTEGER NOT NULL)"
+SETUP_ATTEMPTS = 50
 
 
 class SqlCounter(CounterStrategy):
@@ -22,9 +24,17 @@ class SqlCounter(CounterStrategy):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.res.sqlite_path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute(_SCHEMA)
+            # Several workers opening a new database at once: switching it to WAL does not wait on
+            # the busy timeout and can fail with "database is locked" - retry that, briefly.
+            for attempt in range(SETUP_ATTEMPTS):
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute(_SCHEMA)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt + 1 == SETUP_ATTEMPTS:
+                        raise
+                    cooperative_sleep(0.01 * (attempt + 1))
             self._local.conn = conn
         return conn
 
