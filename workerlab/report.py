@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .results import grid
+
 VERDICT_STYLE = {"correct": "green", "lost-updates": "red", "diverges": "magenta", "leaks": "yellow",
                  "error": "bold red", "any": "dim"}
 
@@ -87,18 +89,15 @@ class TerminalReport:
 
 
 def verdict_grid(data: dict) -> Table:
-    scenarios = list(data["scenarios"])
-    strategies = list(dict.fromkeys(c["strategy"] for c in data["cells"]))
-    by = {(c["strategy"], c["scenario"]): c for c in data["cells"]}
+    scenarios, rows = grid(data)
     table = Table(title=f"worker-lab verdicts - run {data['run_id']} ({data['status']}), race window "
                         f"'{data['settings'].get('race_window')}'", show_lines=False)
     table.add_column("strategy", no_wrap=True)
     for s in scenarios:
         table.add_column(s, no_wrap=True)
-    for strategy in strategies:
+    for strategy, cells in rows:
         row = []
-        for scenario in scenarios:
-            c = by.get((strategy, scenario))
+        for c in cells:
             if c is None:
                 row.append("")
             elif c["match"]:

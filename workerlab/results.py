@@ -182,10 +182,17 @@ class ResultsFile:
         (self.run_dir / "results.md").write_text(markdown(self.data))
 
 
-def markdown(data: dict) -> str:
+def grid(data: dict) -> tuple[list[str], list[tuple[str, list[dict | None]]]]:
+    """The matrix as the tables show it: the scenarios (columns) and, per strategy in run order,
+    its cell in each scenario (None where it did not run)."""
     scenarios = list(data["scenarios"])
-    strategies = list(dict.fromkeys(c["strategy"] for c in data["cells"]))
     by = {(c["strategy"], c["scenario"]): c for c in data["cells"]}
+    strategies = dict.fromkeys(c["strategy"] for c in data["cells"])
+    return scenarios, [(s, [by.get((s, scenario)) for scenario in scenarios]) for s in strategies]
+
+
+def markdown(data: dict) -> str:
+    scenarios, rows = grid(data)
     lines = [
         f"# worker-lab run {data['run_id']} ({data['status']})",
         "",
@@ -198,10 +205,9 @@ def markdown(data: dict) -> str:
         "| strategy | " + " | ".join(scenarios) + " |",
         "|---|" + "---|" * len(scenarios),
     ]
-    for strategy in strategies:
+    for strategy, cells in rows:
         row = []
-        for scenario in scenarios:
-            c = by.get((strategy, scenario))
+        for c in cells:
             if c is None:
                 row.append("")
             elif c["match"]:
@@ -211,10 +217,9 @@ def markdown(data: dict) -> str:
         lines.append(f"| {strategy} | " + " | ".join(row) + " |")
     lines += ["", "## Throughput (requests/s through the stack; generator CPU share in brackets)", "",
               "| strategy | " + " | ".join(scenarios) + " |", "|---|" + "---|" * len(scenarios)]
-    for strategy in strategies:
+    for strategy, cells in rows:
         row = []
-        for scenario in scenarios:
-            c = by.get((strategy, scenario))
+        for c in cells:
             t = (c or {}).get("throughput") or {}
             if t.get("rps") is None:
                 row.append("")
