@@ -1,8 +1,12 @@
-"""worker-lab's command line: list, expected, serve, run."""
+"""worker-lab's command line: list, expected, serve, run (and report, ui, faults, bench from their modules).
+
+`entry()` is the one way in (`python -m workerlab`): every command gets the same signal policy
+(workerlab/interrupt.py) and the same ending - whatever the lab started is stopped, and the exit
+status is the command's, or 130/143 when SIGINT/SIGTERM ended it.
+"""
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from pathlib import Path
@@ -11,15 +15,22 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from . import interrupt
+from .bench import bench
 from .compose_stack import engine_problem
 from .expected import expectation_for
+from .faults import faults
+from .hold import hold
 from .matrix import Matrix, RunSettings, new_run_dir
 from .paths import RESULTS_DIR
 from .procs import StackError
+from .progress import current, phase
 from .report import TerminalReport, styled, throughput_table, verdict_grid
+from .report_cli import report
 from .scenarios import UnknownName, load_scenarios, pick
 from .stack import NativeStack, missing_binaries
 from .strategies import STRATEGIES
+from .ui_cli import ui
 
 RACE_WINDOWS = ("none", "yield", "io")
 SIDECARS = ("redis", "memcached", "manager")
@@ -27,16 +38,6 @@ QUICK_REQUESTS = 300
 QUICK_USERS = 20
 
 console = Console()
-
-
-def _terminate_as_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _quiet_signals() -> None:
-    """While we clean up, a second Ctrl-C must not cut the clean-up short."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _select(scenario_names, strategy_names):
@@ -56,9 +57,6 @@ def _split(values) -> list[str]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """worker-lab: is my global / cache / session safe under threads, greenlets, processes and instances?"""
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    # A shell starts background jobs with SIGINT ignored; the lab still stops cleanly on it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @main.command("list")
@@ -104,28 +102,20 @@ def serve(scenario, direct, race_window):
     """Bring SCENARIO's stack up on 127.0.0.1 and keep it up until Ctrl-C."""
     scenarios, _ = _select([scenario], [])
     run_dir = new_run_dir(RESULTS_DIR / "serve")
-    stack = NativeStack(scenarios[scenario], run_dir, race_window=race_window, direct=direct)
-    try:
-        stack.start()
+    phase("stack-start", scenario)
+    with NativeStack(scenarios[scenario], run_dir, race_window=race_window, direct=direct) as stack:
         console.print(f"[bold]{scenario}[/] is up: {stack.url}  (instances: "
                       + ", ".join(f"http://127.0.0.1:{p}" for p in stack.app_ports) + ")")
         console.print(f"try: curl '{stack.url}/s/naive-global/incr?key=demo'   logs: {run_dir / 'logs'}")
         console.print("Ctrl-C stops every process of the stack.")
-        while True:
-            time.sleep(1)
-            dead = [c.name for c in stack.children.children if not c.alive()]
-            if dead:
-                raise StackError(f"{', '.join(dead)} exited; see {run_dir / 'logs'}")
-    except KeyboardInterrupt:
-        console.print("stopping ...")
-    except StackError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        _quiet_signals()
-        stack.stop()
-        sys.exit(1)
-    finally:
-        _quiet_signals()
-        stack.stop()
+        try:
+            hold(stack)
+        except StackError as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            sys.exit(1)
+        except KeyboardInterrupt:
+            console.print("stopping ...")
+            raise
 
 
 @main.command()
@@ -167,51 +157,78 @@ def run(scenario, strategy, quick, requests, users, race_window, direct, output,
     )
     run_dir = new_run_dir(output)
     matrix = Matrix(scenarios, strategies, settings, run_dir, None)
-    report = TerminalReport(matrix.total_cells, mode=mode)
-    matrix.report = report
+    report_ = TerminalReport(matrix.total_cells, mode=mode)
+    matrix.report = report_
     started = time.monotonic()
-    interrupted = False
     try:
-        with report:
+        with report_:
             matrix.run()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        _quiet_signals()
+    except KeyboardInterrupt:  # the partial results are still shown and rendered
+        pass
     data = matrix.results.data
     report_path = None
     if data["cells"]:
         from .html_report import render_report
 
+        phase("report")
         report_path = render_report(run_dir)
     if mode != "json":
         console.print(verdict_grid(data))
         console.print(throughput_table(data))
         s = data["summary"]
-        console.print(f"{s['matched']} of {s['cells']} cells as expected, {s['mismatched']} differ "
-                      f"({time.monotonic() - started:.0f}s). Results: {run_dir / 'results.json'}  "
-                      f"matrix: {run_dir / 'results.md'}")
+        console.print(f"{s['matched']} of {s['cells']} cells as expected ({s['planned']} planned), "
+                      f"{s['mismatched']} differ ({time.monotonic() - started:.0f}s). "
+                      f"Results: {run_dir / 'results.json'}  matrix: {run_dir / 'results.md'}")
         if report_path:
             console.print(f"HTML report: {report_path}")
         if data["settings"]["race_window"] != "yield":
             console.print("[dim]cells marked 'any' rest on the 'yield' race window and are not judged[/]")
-    if interrupted:
-        console.print("[yellow]interrupted: every process stopped; partial results kept[/]")
-        sys.exit(130)
     sys.exit(0 if data["summary"]["mismatched"] == 0 else 1)
 
 
-if __name__ == "__main__":
-    main()
-
-from .bench import bench  # noqa: E402
-
 main.add_command(bench)
-from .report_cli import report, ui  # noqa: E402
-
+main.add_command(faults)
 main.add_command(report)
 main.add_command(ui)
 
-from .faults import faults  # noqa: E402
 
-main.add_command(faults)
+def _exit_code(code) -> int:
+    """SystemExit's code as an exit status (a message is printed, as Python does, and is status 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _invoke(args: list[str] | None) -> int:
+    try:
+        rv = main.main(args=args, prog_name="python -m workerlab", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except SystemExit as exc:
+        return _exit_code(exc.code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        return 130  # exit_status() gives the signal's own status
+
+
+def entry(args: list[str] | None = None) -> None:
+    """Run one command; then stop whatever is left and finish every results file; exit 128 + the signal
+    when SIGINT or SIGTERM ended it. `interrupt.install()` has run before this module was imported."""
+    code = 1
+    try:
+        try:
+            code = _invoke(args)
+        finally:
+            interrupt.stop_raising()
+            interrupt.run_exit_hooks()
+    except KeyboardInterrupt:  # the one Interrupted landed between the command's end and the line above
+        interrupt.run_exit_hooks()
+    where = current()
+    if interrupt.received() is None:
+        phase("done")  # nothing is left to stop: a signal from here on only changes the exit status
+    interrupt.announce(where)
+    sys.exit(interrupt.exit_status(code))

@@ -13,10 +13,12 @@ from pathlib import Path
 from loadtests.checkers import check
 from loadtests.history import read_history
 
+from . import interrupt
 from .compose_stack import ComposeStack
 from .expected import expectation_for
 from .paths import ROOT
-from .procs import StackError, kill_session, signals_held, unblock_held_signals
+from .procs import StackError, kill_session, spawn
+from .progress import phase
 from .results import ResultsFile, cell_record, throughput
 from .scenarios import Scenario
 from .stack import NativeStack
@@ -62,7 +64,7 @@ class Matrix:
         self.run_dir = run_dir
         self.report = report
         self.results = ResultsFile(run_dir, {**settings.as_dict(), "scenarios": list(scenarios),
-                                             "strategies": list(strategies)}, scenarios)
+                                             "strategies": list(strategies)}, scenarios, planned=self.total_cells)
         self.driver: subprocess.Popen | None = None
 
     @property
@@ -83,27 +85,30 @@ class Matrix:
     def run(self) -> dict:
         status = "failed"
         try:
+            phase("probe-versions")
+            self.results.probe_versions()
             for scenario in self.scenarios.values():
                 self.run_scenario(scenario)
             status = "complete"
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
         finally:
-            self.stop_driver()
-            self.results.finish(status)
+            with interrupt.shielded():
+                self.stop_driver()
+                self.results.finish("interrupted" if interrupt.received() else status)
         return self.results.data
 
     def run_scenario(self, scenario: Scenario) -> None:
         scenario_dir = self.run_dir / scenario.name
         self.report.scenario_start(scenario)
+        phase("stack-start", scenario.name)
         started = time.monotonic()
         try:
             stack_class = ComposeStack if self.settings.engine == "compose" else NativeStack
             with stack_class(scenario, scenario_dir, race_window=self.settings.race_window,
                              direct=self.settings.direct, sidecars=self.settings.sidecars) as stack:
                 self.report.stack_up(scenario, stack, time.monotonic() - started)
+                phase("stack-up", scenario.name)
                 self.drive(scenario, stack, scenario_dir)
+                phase("stack-stop", scenario.name)
         except StackError as exc:
             self.results.scenario_error(scenario.name, str(exc))
             self.report.scenario_error(scenario, str(exc))
@@ -133,12 +138,8 @@ class Matrix:
         pending = {c["id"]: c for c in plan["cells"]}
         (scenario_dir / "logs").mkdir(parents=True, exist_ok=True)
         log = open(scenario_dir / "logs" / "driver.log", "ab")
-        with signals_held():  # never lose track of a driver forked just as Ctrl-C arrives
-            self.driver = subprocess.Popen(
-                [sys.executable, "-m", "loadtests.drive", str(plan_path)], cwd=ROOT, stdout=subprocess.PIPE,
-                stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, text=True,
-                preexec_fn=unblock_held_signals,
-            )
+        self.driver = spawn([sys.executable, "-m", "loadtests.drive", str(plan_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=log, text=True)
         try:
             for line in self.driver.stdout:
                 try:
@@ -150,6 +151,7 @@ class Matrix:
                     continue
                 strategy = self.strategies[cell["strategy"]]
                 if event["event"] == "cell-start":
+                    phase("cell", cell["id"])
                     self.report.cell_start(scenario, strategy)
                 elif event["event"] == "cell-done":
                     pending.pop(cell["id"])
@@ -166,6 +168,7 @@ class Matrix:
                           f"load generator exited early (see {scenario_dir / 'logs' / 'driver.log'})")
 
     def judge(self, scenario: Scenario, strategy, scenario_dir: Path, stats: dict) -> None:
+        phase("judge", f"{scenario.name}/{strategy.name}")
         history_file = scenario_dir / "history" / f"{strategy.name}.jsonl"
         history = read_history(history_file)
         result = check(strategy.check, history)

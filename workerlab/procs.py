@@ -2,19 +2,26 @@
 
 Each child runs in its own session (process group), so a gunicorn master with its
 workers, or a dev server with its forks, is stopped as one: SIGTERM to the group,
-then SIGKILL after a grace period.
+then SIGKILL after a grace period. A terminal's Ctrl-C reaches only the lab, which
+decides what stops and in which order.
+
+Every child is tracked from the moment it is forked until it is stopped: spawning and
+stopping run shielded from interruption (`interrupt.shielded`), and `stop_leftovers()`
+- the last thing the lab does before it exits - stops whatever is still tracked.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import interrupt
 
 GRACE_S = 5.0
 
@@ -47,19 +54,11 @@ class Child:
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        # A Ctrl-C that lands inside Popen (after the fork, before we hold the pid) would orphan
-        # the child: hold SIGINT/SIGTERM until self.proc is set; they are delivered right after.
-        with open(self.log, "ab") as log, signals_held():
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env or None,
-                cwd=self.cwd,
-                start_new_session=True,
-                preexec_fn=unblock_held_signals,  # the held mask must not outlive exec in the child
-            )
+        if self.proc is not None:  # started again (a fault's restart): the old process is gone
+            _untrack(self.proc.pid)
+        with open(self.log, "ab") as log:
+            self.proc = spawn(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env or None, cwd=self.cwd,
+                              stop=self.stop)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -70,45 +69,88 @@ class Child:
         return StackError(f"{self.name} {what} ({state}); last lines of {self.log}:\n{tail(self.log)}")
 
     def stop(self) -> None:
+        """SIGTERM to the child's group, SIGKILL after GRACE_S; never cut short by a signal."""
         if self.proc is None:
             return
-        pgid = self.proc.pid
-        _signal_group(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + GRACE_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None and not _group_alive(pgid):
-                return
-            time.sleep(0.05)
-        _signal_group(pgid, signal.SIGKILL)
-        try:
-            self.proc.wait(timeout=GRACE_S)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
-            pass
+        with interrupt.shielded():
+            pgid = self.proc.pid
+            _signal_group(pgid, signal.SIGTERM)
+            deadline = time.monotonic() + GRACE_S
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None and not _group_alive(pgid):
+                    break
+                time.sleep(0.05)
+            else:
+                _signal_group(pgid, signal.SIGKILL)
+                try:
+                    self.proc.wait(timeout=GRACE_S)
+                except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
+                    pass
+            _untrack(pgid)
 
 
-@contextlib.contextmanager
-def signals_held():
-    """Hold SIGINT and SIGTERM for the block; they are delivered when it ends."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+# pid of a started child -> how to stop it; filled while spawning, emptied when it is stopped.
+_live: dict[int, Callable[[], None]] = {}
+
+
+def spawn(argv: list[str], *, stop: Callable[[], None] | None = None, **popen) -> subprocess.Popen:
+    """Start argv in a session of its own and track it until it is stopped (by `stop`, default SIGKILL of
+    its session). The fork and the tracking happen as one: a signal meanwhile is raised right after.
+
+    No preexec_fn and no blocked signal mask: the child starts with the signal dispositions exec gives it.
+    """
+    with interrupt.shielded():
+        proc = subprocess.Popen(argv, stdin=popen.pop("stdin", subprocess.DEVNULL), start_new_session=True, **popen)
+        _live[proc.pid] = stop or (lambda: kill_session(proc))
+    return proc
+
+
+def run(argv: list[str], *, timeout: float, **popen) -> subprocess.CompletedProcess:
+    """subprocess.run with capture, in a session of its own: on a timeout or an interrupt the whole
+    session is killed before the exception goes on."""
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    proc = spawn(argv, **popen)
     try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        kill_session(proc)
+        raise
+    _untrack(proc.pid)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
-def unblock_held_signals() -> None:
-    """In the child, between fork and exec: a blocked mask survives exec, and a gunicorn master or
-    worker, redis or memcached with SIGTERM blocked never stops gracefully (HUP's retired workers
-    never exit; every stop waits for SIGKILL)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+def _untrack(pid: int) -> None:
+    _live.pop(pid, None)
+
+
+interrupt.on_exit(lambda: stop_leftovers())  # first of the exit hooks: processes before result files
+
+
+def stop_leftovers() -> list[int]:
+    """Stop every child still tracked, newest first: the lab's last guarantee before it exits.
+    Returns the pids it had to stop (none when every part of the lab cleaned up after itself)."""
+    stopped = []
+    with interrupt.shielded(deliver=False):
+        for pid, stop in reversed(list(_live.items())):
+            stopped.append(pid)
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - stop the others all the same
+                _signal_group(pid, signal.SIGKILL)
+            _untrack(pid)
+    return stopped
 
 
 def kill_session(proc: subprocess.Popen | None) -> None:
-    """SIGKILL a child started with start_new_session, with everything it forked, and reap it."""
-    if proc is not None and proc.poll() is None:
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
+    """SIGKILL a child started with `spawn`, with everything it forked, and reap it."""
+    if proc is None:
+        return
+    with interrupt.shielded():
+        if proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        _untrack(proc.pid)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -141,12 +183,14 @@ class ManagedStack:
         try:
             self.start()
         except BaseException:
-            self.stop()
+            with interrupt.shielded():
+                self.stop()
             raise
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        with interrupt.shielded():
+            self.stop()
 
 
 class Children:
@@ -161,10 +205,7 @@ class Children:
         return child
 
     def stop_all(self) -> None:
-        while self.children:
-            child = self.children[-1]
-            try:
-                child.stop()
-            except KeyboardInterrupt:
-                _signal_group(child.proc.pid, signal.SIGKILL) if child.proc else None
-            self.children.pop()
+        with interrupt.shielded():
+            while self.children:
+                self.children[-1].stop()
+                self.children.pop()

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from loadtests.checkers import CheckResult
 
+from . import interrupt, procs
 from .expected import Expectation, format_verdict
 
 SCHEMA = "worker-lab/results/v1"
@@ -52,7 +53,7 @@ def now_iso() -> str:
 
 def _version_of(argv: list[str], pattern: str) -> str | None:
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+        out = procs.run(argv, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     match = re.search(pattern, out.stdout + out.stderr)
@@ -137,9 +138,10 @@ def cell_record(scenario: str, strategy, expectation: Expectation, check: CheckR
 class ResultsFile:
     """results.json, rewritten after every cell so an interrupted run stays readable."""
 
-    def __init__(self, run_dir: Path, settings: dict, scenarios: dict):
+    def __init__(self, run_dir: Path, settings: dict, scenarios: dict, planned: int | None = None):
         self.run_dir = run_dir
         self.path = run_dir / "results.json"
+        self.planned = planned
         self.data = {
             "schema": SCHEMA,
             "run_id": run_dir.name,
@@ -147,13 +149,24 @@ class ResultsFile:
             "started": now_iso(),
             "finished": None,
             "settings": settings,
-            "versions": versions(),
+            "versions": {},  # probe_versions() fills them in
             "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
             "scenarios": {name: {"description": s.description, "error": None} for name, s in scenarios.items()},
             "cells": [],
             "summary": {},
         }
+        with interrupt.shielded():  # a run folder always holds a readable results.json, and it is finished
+            self.write()
+            interrupt.on_exit(self.finish_if_running)
+
+    def probe_versions(self) -> None:
+        self.data["versions"] = versions()
         self.write()
+
+    def finish_if_running(self) -> None:
+        """At the lab's exit, however it ends: a run still 'running' was interrupted (or failed)."""
+        if self.data["status"] == "running":
+            self.finish("interrupted" if interrupt.received() else "failed")
 
     def add(self, cell: dict) -> None:
         self.data["cells"].append(cell)
@@ -164,22 +177,25 @@ class ResultsFile:
         self.write()
 
     def finish(self, status: str) -> None:
-        self.data["status"] = status
-        self.data["finished"] = now_iso()
-        self.write()
+        with interrupt.shielded():
+            self.data["status"] = status
+            self.data["finished"] = now_iso()
+            self.write()
 
     def write(self) -> None:
         cells = self.data["cells"]
         self.data["summary"] = {
+            "planned": self.planned,
             "cells": len(cells),
             "matched": sum(1 for c in cells if c["match"]),
             "mismatched": sum(1 for c in cells if not c["match"]),
             "errors": sum(1 for c in cells if c["error"]),
         }
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        os.replace(tmp, self.path)  # readers never see half a file
-        (self.run_dir / "results.md").write_text(markdown(self.data))
+        with interrupt.shielded():
+            tmp = self.path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(self.data, indent=1))
+            os.replace(tmp, self.path)  # readers never see half a file
+            (self.run_dir / "results.md").write_text(markdown(self.data))
 
 
 def grid(data: dict) -> tuple[list[str], list[tuple[str, list[dict | None]]]]:
