@@ -1,4 +1,4 @@
-# `make bench`: how far the lab's throughput can be trusted (workerlab/bench.py).
+# `make bench`: how far the lab's throughput can be trusted (workerlab/bench/).
 # Included by the top Makefile (-include mk/*.mk); ARGS pass through, e.g.
 #   make bench ARGS="-s sync-x4 --quick"      make bench ARGS="--matrix-times"
 .PHONY: bench bench-tools

@@ -1,4 +1,4 @@
-"""Tests for `workerlab bench` (workerlab/bench.py).
+"""Tests for `workerlab bench` (workerlab/bench/).
 
 Parsing is tested on real outputs captured from wrk, redis-benchmark and the lab's driver
 (tests/fixtures/bench/); the smoke test runs the real bench on one scenario with a tiny budget.

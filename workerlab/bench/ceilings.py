@@ -1,0 +1,138 @@
+"""Ceilings: nginx answering by itself, redis INCR with redis-benchmark, the lab's generator against nginx alone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import jinja2
+
+from ..matrix import CELL_TIME_LIMIT_S
+from ..paths import NGINX_DIR
+from ..procs import Child, free_port
+from ..stack import find_binary
+from .cpu import CpuWindow, pin, preexec
+from .measure import Driver, lab_once, run_wrk
+from .parse import parse_redis_benchmark, parse_wrk, spread
+
+
+def _wait_port(port: int, child: Child, timeout: float = 10.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if not child.alive():
+                raise child.failure("exited during start-up") from None
+            time.sleep(0.05)
+    raise child.failure(f"not listening after {timeout:.0f}s")
+
+
+def nginx_alone_conf(folder: Path, port: int) -> str:
+    """services/nginx/alone.conf.j2, rendered as workerlab.stack renders native.conf.j2."""
+    template = jinja2.Environment(loader=jinja2.FileSystemLoader(NGINX_DIR), autoescape=False,
+                                  keep_trailing_newline=True).get_template("alone.conf.j2")
+    return template.render(run_dir=folder, listen=f"127.0.0.1:{port}")
+
+
+def nginx_ceiling(run_dir: Path, opts: dict) -> dict:
+    folder = run_dir / "nginx-alone"
+    (folder / "tmp").mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = folder / "nginx.conf"
+    conf.write_text(nginx_alone_conf(folder, port))
+    child = Child("nginx-alone", [find_binary("nginx"), "-p", str(folder), "-c", str(conf), "-e",
+                                  str(folder / "error.log")], folder / "nginx.log")
+    child.start()
+    runs = []
+    try:
+        _wait_port(port, child)
+        pin([child.proc.pid], opts["server_cpus"], opts["nice"])
+        run_wrk(f"http://127.0.0.1:{port}/", opts["users"], 1, opts["generator_cpus"], opts["nice"])  # warm-up
+        for rep in range(opts["repeat"]):
+            window = CpuWindow({"nginx": [child.proc.pid]}).start()
+            output, wall, cpu, _ = run_wrk(f"http://127.0.0.1:{port}/", opts["users"], opts["duration"],
+                                           opts["generator_cpus"], opts["nice"])
+            (folder / f"wrk-r{rep}.txt").write_text(output)
+            w = parse_wrk(output)
+            runs.append({"rps": round(w["rps"], 1), "p50_ms": w.get("p50_ms"), "p99_ms": w.get("p99_ms"),
+                         "generator_cpu": round(cpu / wall, 3), **window.stop().figures(cpu)})
+        lab = lab_generator_ceiling(folder, f"http://127.0.0.1:{port}", {"nginx": [child.proc.pid]}, opts)
+    finally:
+        child.stop()
+    return {"runs": runs, "rps": spread(r["rps"] for r in runs), "lab": lab}
+
+
+def lab_generator_ceiling(folder: Path, url: str, groups: dict, opts: dict) -> dict:
+    """The lab's driver against nginx alone: nginx answers far faster than one Python core can ask,
+    so this is what the lab's generator can do at most, with and without recording."""
+    budget = 4000 * opts["duration"]
+    cells = [{"id": "lab/warmup", "file": "lab-warmup", "strategy": "nginx", "check": "path", "path": "/",
+              "key": "k", "requests": 300, "time_limit": CELL_TIME_LIMIT_S, "record": True}]
+    for rep in range(opts["repeat"]):
+        for record in (True, False):
+            cells.append({"id": f"lab/r{rep}/{int(record)}", "file": f"lab-r{rep}-{int(record)}", "strategy": "nginx",
+                          "check": "path", "path": "/", "key": "k", "requests": budget,
+                          "time_limit": max(CELL_TIME_LIMIT_S, 10 * opts["duration"]), "record": record})
+    plan = {"host": url, "instances": [url], "users": opts["users"], "out": str(folder), "cells": cells, "step": True,
+            "cpu_affinity": sorted(opts["generator_cpus"]) if opts["generator_cpus"] else None}
+    (folder / "logs").mkdir(exist_ok=True)
+    plan_path = folder / "lab-plan.json"
+    plan_path.write_text(json.dumps(plan, indent=1))
+    driver = Driver(plan_path, folder / "logs" / "driver.log", opts["nice"])
+    runs = []
+    try:
+        for i, cell in enumerate(cells):
+            m = lab_once(driver, cell, groups, folder / "history")
+            if i:
+                runs.append({"record": cell["record"], **m})
+    finally:
+        driver.stop()
+    ok = [r for r in runs if not r.get("error")]
+
+    def cost_us(r):  # generator CPU per request, in microseconds
+        return round(1e6 * r["generator_cpu"] / r["driver_rps"], 1) if r.get("driver_rps") else None
+
+    return {
+        "runs": runs,
+        "rps_recording": spread(r["driver_rps"] for r in ok if r["record"]),
+        "rps_not_recording": spread(r["driver_rps"] for r in ok if not r["record"]),
+        "generator_cpu": spread(r["generator_cpu"] for r in ok),
+        "cpu_us_per_request_recording": spread(cost_us(r) for r in ok if r["record"]),
+        "cpu_us_per_request_not_recording": spread(cost_us(r) for r in ok if not r["record"]),
+    }
+
+
+def redis_ceiling(run_dir: Path, opts: dict) -> dict:
+    folder = run_dir / "redis-alone"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    child = Child("redis-alone", [find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no", "--dir", str(folder), "--logfile", ""],
+                  folder / "redis.log")
+    child.start()
+    runs = []
+    bench_bin = shutil.which("redis-benchmark")
+    if not bench_bin:
+        child.stop()
+        return {"error": "redis-benchmark not found (Debian package redis-tools)"}
+    try:
+        _wait_port(port, child)
+        pin([child.proc.pid], opts["server_cpus"], opts["nice"])
+        cpus = opts["generator_cpus"]
+        for rep in range(opts["repeat"]):
+            out = subprocess.run([bench_bin, "-h", "127.0.0.1", "-p", str(port), "-t", "incr", "-q",
+                                  "-n", str(opts["redis_requests"]), "-c", str(opts["users"])],
+                                 capture_output=True, text=True, timeout=120,
+                                 preexec_fn=preexec(cpus, opts["nice"]))
+            (folder / f"redis-benchmark-r{rep}.txt").write_text(out.stdout + out.stderr)
+            runs.append(parse_redis_benchmark(out.stdout))
+    finally:
+        child.stop()
+    return {"runs": runs, "ops": spread(r["ops"] for r in runs), "requests": opts["redis_requests"]}

@@ -1,0 +1,181 @@
+"""``workerlab bench``: the click command, its options, the loop over scenarios and parts, bench.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from ..matrix import new_run_dir
+from ..paths import RESULTS_DIR
+from ..results import now_iso
+from ..scenarios import Scenario, UnknownName, load_scenarios, pick
+from ..stack import find_binary, missing_binaries
+from .analysis import guard_analysis, noise, targets
+from .ceilings import nginx_ceiling, redis_ceiling
+from .checker_timing import checker_speed
+from .cpu import CpuWindow, _cpu_layout
+from .estimate import estimate_matrix, measure_matrix
+from .measure import CELLS, ScenarioBench
+from .present import console, print_report
+
+SCHEMA = "worker-lab/bench/v1"
+DEFAULTS = {"repeat": 3, "duration": 3, "redis_requests": 100_000, "checker_entries": 1_000_000}
+QUICK = {"repeat": 1, "duration": 2, "redis_requests": 20_000}
+
+
+def _gunicorn_scenarios(names: list[str]) -> dict[str, Scenario]:
+    scenarios = load_scenarios()
+    gunicorn = {n: s for n, s in scenarios.items() if s.server == "gunicorn"}
+    if not names:
+        return gunicorn
+    try:
+        chosen = pick(names, scenarios, "scenario")
+    except UnknownName as exc:
+        raise click.UsageError(str(exc)) from None
+    others = [n for n in chosen if n not in gunicorn]
+    if others:
+        raise click.UsageError(f"bench measures gunicorn scenarios only; not: {', '.join(others)}")
+    return {n: gunicorn[n] for n in chosen}
+
+
+def _versions() -> dict:
+    import importlib.metadata
+
+    def first_line(argv):
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+            return (out.stdout + out.stderr).strip().splitlines()[0]
+        except (OSError, subprocess.TimeoutExpired, IndexError):
+            return None
+
+    return {"wrk": first_line(["wrk", "-v"]), "redis-benchmark": first_line(["redis-benchmark", "--version"]),
+            "nginx": first_line([find_binary("nginx"), "-v"]), "locust": importlib.metadata.version("locust"),
+            "python": platform.python_version()}
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+@click.command()
+@click.option("--scenario", "-s", multiple=True, help="gunicorn scenario(s), repeatable or comma-separated; "
+                                                      "default every gunicorn scenario.")
+@click.option("--repeat", "-r", type=click.IntRange(1, 20), default=None,
+              help=f"Repetitions of every measurement [default {DEFAULTS['repeat']}, --quick {QUICK['repeat']}].")
+@click.option("--duration", "-d", type=click.IntRange(1, 60), default=None,
+              help=f"Seconds per measurement, lab and wrk [default {DEFAULTS['duration']}].")
+@click.option("--requests", "-n", type=click.IntRange(50, 1_000_000), default=None,
+              help="Give the lab a request budget instead of --duration (wrk still runs --duration).")
+@click.option("--users", "-u", type=click.IntRange(1, 1000), default=50, show_default=True,
+              help="Concurrent users (locust) = connections (wrk).")
+@click.option("--quick", is_flag=True, help="One repetition of short measurements.")
+@click.option("--pin/--no-pin", default=True, show_default=True,
+              help="Pin the generator to the last CPU and the server to the others.")
+@click.option("--nice", type=click.IntRange(-20, 19), default=0, show_default=True,
+              help="Run server and generators at this nice value (negative needs root): on a shared machine, "
+                   "keeps other work from starving the measurement.")
+@click.option("--record-cost/--no-record-cost", default=True, show_default=True,
+              help="Also measure every lab cell without recording.")
+@click.option("--ceilings/--no-ceilings", default=True, show_default=True,
+              help="Measure nginx alone and redis INCR alone.")
+@click.option("--checker-entries", type=click.IntRange(0, 10_000_000), default=DEFAULTS["checker_entries"],
+              show_default=True, help="Synthetic history entries for the checker timing (0 skips it).")
+@click.option("--matrix-times", is_flag=True,
+              help="Run the default matrix and --quick end to end and time them (~15 min) instead of estimating.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True,
+              help="Folder for results/<timestamp>/bench.json.")
+def bench(scenario, repeat, duration, requests, users, quick, pin, nice, record_cost, ceilings, checker_entries,
+          matrix_times, output):
+    """Measure the lab's own throughput against wrk, the cost of recording, ceilings, checker speed, matrix time."""
+    from ..strategies import STRATEGIES
+
+    names = [v for value in scenario for v in value.split(",") if v]
+    scenarios = _gunicorn_scenarios(names)
+    missing = missing_binaries() + [b for b in ("wrk", "redis-benchmark") if not shutil.which(b)]
+    if missing:
+        raise click.ClickException(f"missing {', '.join(missing)}: apt-get install nginx redis-server memcached "
+                                   "redis-tools wrk")
+    server_cpus, generator_cpus = _cpu_layout(pin)
+    CpuWindow.layout = (server_cpus, generator_cpus)
+    base = QUICK if quick else DEFAULTS
+    opts = {
+        "repeat": repeat or base["repeat"], "duration": duration or base.get("duration", DEFAULTS["duration"]),
+        "requests": requests, "users": users, "pin": bool(server_cpus), "server_cpus": server_cpus,
+        "generator_cpus": generator_cpus, "quick": quick, "record_cost": record_cost, "nice": nice,
+        "redis_requests": base.get("redis_requests", DEFAULTS["redis_requests"]), "checker_entries": checker_entries,
+    }
+    run_dir = new_run_dir(output)
+    data = {
+        "schema": SCHEMA, "run_id": run_dir.name, "status": "running", "started": now_iso(), "finished": None,
+        "settings": {**{k: v for k, v in opts.items() if k not in ("server_cpus", "generator_cpus")},
+                     "server_cpus": sorted(server_cpus) if server_cpus else None,
+                     "generator_cpus": sorted(generator_cpus) if generator_cpus else None,
+                     "scenarios": list(scenarios)},
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
+        "versions": _versions(),
+        "scenarios": {}, "ceilings": {}, "checker": None, "matrix_times": None,
+    }
+    path = run_dir / "bench.json"
+    write_json(path, data)
+    console.print(f"bench: {len(scenarios)} scenario(s) x {len(CELLS)} cells x {opts['repeat']} repetition(s), "
+                  f"{opts['duration']}s each, {users} users/connections, "
+                  f"{'pinned' if opts['pin'] else 'not pinned'}; load average {os.getloadavg()[0]:.1f}")
+    status = "failed"
+    try:
+        for s in scenarios.values():
+            console.print(f"[bold cyan]{s.name}[/] - {s.description}")
+            data["scenarios"][s.name] = ScenarioBench(s, run_dir, opts).run()
+            write_json(path, data)
+        hello = {n: (r.get("cells", {}).get("hello", {}).get("summary") or {}).get("wrk", {}).get("rps")
+                 for n, r in data["scenarios"].items()}
+        hello = {n: s["median"] for n, s in hello.items() if s}
+        best = max(hello, key=hello.get) if hello else None
+        data["ceilings"] = {"hello_rps_wrk": hello.get(best), "hello_rps_wrk_scenario": best,
+                            "nginx_rps_wrk": None, "redis_incr_ops": None, "lab_rps_nginx": None,
+                            "lab_rps_nginx_not_recording": None, "detail": {}}
+        if ceilings:
+            console.print("[bold cyan]ceilings[/]: nginx alone, redis INCR alone")
+            nginx = nginx_ceiling(run_dir, opts)
+            redis = redis_ceiling(run_dir, opts)
+            lab = nginx.get("lab") or {}
+            data["ceilings"].update(nginx_rps_wrk=(nginx.get("rps") or {}).get("median"),
+                                    redis_incr_ops=(redis.get("ops") or {}).get("median"),
+                                    lab_rps_nginx=(lab.get("rps_recording") or {}).get("median"),
+                                    lab_rps_nginx_not_recording=(lab.get("rps_not_recording") or {}).get("median"),
+                                    detail={"nginx": nginx, "redis": redis})
+            write_json(path, data)
+        if checker_entries:
+            console.print(f"[bold cyan]checkers[/] on {checker_entries:,} synthetic entries")
+            data["checker"] = checker_speed(checker_entries)
+            write_json(path, data)
+        if matrix_times:
+            console.print("[bold cyan]matrix times[/]: running the default matrix and --quick (takes a while)")
+            data["matrix_times"] = measure_matrix(run_dir)
+        else:
+            data["matrix_times"] = estimate_matrix([RESULTS_DIR, output], data["scenarios"], load_scenarios(),
+                                                   STRATEGIES)
+        data["guard"] = guard_analysis(data["scenarios"])
+        data["noise"] = noise(data["scenarios"])
+        data["targets"] = targets(data["scenarios"], data["checker"])
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        data["status"] = status
+        data["finished"] = now_iso()
+        data["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        write_json(path, data)
+    print_report(data)
+    console.print(f"bench.json: {path}")
+    if status == "interrupted":
+        sys.exit(130)
