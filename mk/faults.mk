@@ -1,4 +1,4 @@
-# Faults injected mid-run and what survives them (workerlab/faults.py), and the hostile-input tests.
+# Faults injected mid-run and what survives them (workerlab/faults/), and the hostile-input tests.
 # Included by the top Makefile (-include mk/*.mk); PY, setup and ARGS come from there, e.g.
 #   make faults ARGS="--quick"      make faults ARGS="-f redis-restart,worker-kill -t redis-incr"
 .PHONY: faults faults-expected faults-test faults-tools

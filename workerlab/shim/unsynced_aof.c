@@ -9,7 +9,7 @@
  * unsynced tail, as a host crash would: with appendfsync always nothing, with everysec
  * up to about a second.
  *
- * Built by workerlab/faults.py with: cc -shared -fPIC -O2 -o unsynced_aof.so unsynced_aof.c -ldl -lpthread
+ * Built by workerlab/faults/shim.py with: cc -shared -fPIC -O2 -o unsynced_aof.so unsynced_aof.c -ldl -lpthread
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>

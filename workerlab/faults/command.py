@@ -1,0 +1,70 @@
+"""The command: ``python -m workerlab faults`` (``make faults``, ``make faults-expected``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from ..paths import RESULTS_DIR
+from ..scenarios import UnknownName, load_scenarios, pick
+from ..stack import missing_binaries
+from .present import expected_table, grid
+from .run import run_faults
+from .shape import FULL, QUICK
+from .table import FAULT_STRATEGIES, FAULTS
+
+console = Console(width=None if sys.stdout.isatty() else 200)  # piped: do not fold the grid into 80 columns
+
+
+def _split(values) -> list[str]:
+    return [v for value in values for v in value.split(",") if v]
+
+
+@click.command()
+@click.option("--scenario", "-s", multiple=True, help="Scenario name(s); default sync-x4.")
+@click.option("--fault", "-f", "fault_names", multiple=True, help="Fault name(s), comma-separated; default all.")
+@click.option("--strategy", "-t", multiple=True,
+              help=f"Strategy name(s); default the {len(FAULT_STRATEGIES)} the fault table covers.")
+@click.option("--quick", is_flag=True, help=f"{QUICK.users} users x {QUICK.per_user_rps}/s for {QUICK.seconds}s "
+                                            f"per cell (default {FULL.users} x {FULL.per_user_rps}/s "
+                                            f"for {FULL.seconds}s).")
+@click.option("--expected", "expected_only", is_flag=True, help="Print the expected table and exit; nothing runs.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True,
+              help="Folder for results/<timestamp>/faults.json.")
+def faults(scenario, fault_names, strategy, quick, expected_only, output):
+    """Inject faults mid-run (worker kill, recycle, reload, redis/memcached restart, eviction, nginx reload)
+    and check what survives. Exit 1 if any judged cell differs from its expectation."""
+    all_scenarios = load_scenarios()
+    try:
+        scenario_names = pick(_split(scenario) or ["sync-x4"], all_scenarios, "scenario")
+        fault_list = [FAULTS[n] for n in pick(_split(fault_names), FAULTS, "fault")]
+        strategies = pick(_split(strategy), dict.fromkeys(FAULT_STRATEGIES), "strategy")
+    except UnknownName as exc:
+        raise click.UsageError(str(exc)) from None
+    scenarios = {n: all_scenarios[n] for n in scenario_names}
+    if expected_only:
+        for s in scenarios.values():
+            console.print(expected_table(s, fault_list, strategies))
+        return
+    missing = missing_binaries()
+    if missing:
+        raise click.ClickException(f"missing {', '.join(missing)}: run 'make setup'")
+    shape = QUICK if quick else FULL
+    started = time.monotonic()
+    run, interrupted = run_faults(scenarios, fault_list, strategies, shape, output,
+                                  say=lambda text: console.print(text, highlight=False))
+    data = run.data
+    for name in scenarios:
+        console.print(grid(data, name))
+    s = data["summary"]
+    console.print(f"{s['matched']} of {s['judged']} judged cells as expected, {s['mismatched']} differ, "
+                  f"{s['errors']} errors ({time.monotonic() - started:.0f}s). Results: {run.path}  "
+                  f"table: {run.run_dir / 'faults.md'}")
+    if interrupted:
+        console.print("[yellow]interrupted: every process stopped; partial results kept[/]")
+        sys.exit(130)
+    sys.exit(0 if s["mismatched"] == 0 else 1)

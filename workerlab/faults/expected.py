@@ -1,0 +1,90 @@
+"""The expected verdict of every (strategy x fault) cell, with a one-line reason, like
+workerlab/expected.py does for the matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..expected import expect
+from ..scenarios import Scenario
+from .shim import c_compiler
+from .table import SCOPES, WHERE, Fault
+
+
+@dataclass(frozen=True)
+class FaultExpectation:
+    verdict: frozenset[str] | None  # None: not applicable (the cell is skipped)
+    reason: str
+
+    @property
+    def label(self) -> str:
+        if self.verdict is None:
+            return "n/a"
+        return fault_label(self.verdict)
+
+
+def fault_label(verdict) -> str:
+    order = ("any", "survives", "resets", "loses-acked-writes", "over-counts", "leaks", "unavailable")
+    return "+".join(w for w in order if w in verdict) or "?"
+
+
+def _v(*words: str) -> frozenset[str]:
+    return frozenset(words)
+
+
+PROCESS_RESET = {
+    "worker-kill": "the killed worker's globals die with it; the master forks a fresh one that counts from zero",
+    "worker-recycle": "max_requests retires workers all run long, each taking its count with it",
+    "graceful-reload": "HUP replaces every worker: new processes, fresh module globals",
+}
+
+
+def expect_fault(strategy: str, fault: Fault, scenario: Scenario) -> FaultExpectation:
+    """The expected fault verdict of one (strategy, fault) cell under ``scenario``, with its reason."""
+    scope, where = SCOPES[strategy]
+    if fault.needs_gunicorn and scenario.server != "gunicorn":
+        return FaultExpectation(None, "needs gunicorn workers (this scenario runs the Flask dev server)")
+    if fault.only and strategy not in fault.only:
+        return FaultExpectation(None, f"applies only to {', '.join(fault.only)}")
+    if fault.host_crash and c_compiler() is None:
+        return FaultExpectation(None, "needs a C compiler for the host-crash shim (apt-get install gcc)")
+    base = expect(strategy, scenario)
+    confound = base.verdict & {"lost-updates", "leaks", "error"}
+    if confound:
+        return FaultExpectation(_v("any"), f"not judged: the scenario alone already gives {'+'.join(sorted(confound))}"
+                                           f" ({base.reason})")
+    if fault.hits == "process":
+        if where == "process":
+            return FaultExpectation(_v("resets"), PROCESS_RESET[fault.name])
+        if where == "cookie":
+            return FaultExpectation(_v("survives"), "the state travels in the user's cookie, not in the worker")
+        return FaultExpectation(_v("survives"), f"the state lives in {WHERE[where]}, outside the worker")
+    if fault.hits == "sqlite":
+        return FaultExpectation(_v("survives"), "the killed transaction never committed and rolls back; "
+                                                "every committed increment is in the WAL")
+    if fault.hits == "nginx":
+        return FaultExpectation(_v("survives"), "nginx holds no state; old nginx workers finish their requests")
+    if fault.hits != where:
+        return FaultExpectation(_v("survives"), f"the state lives in {WHERE[where]}, not in {fault.hits}")
+    if fault.name == "redis-restart":
+        what = ("users start again from 1 (one whose request spans the restart writes the whole session "
+                "back)") if scope == "session" else "the counter starts again from 0"
+        return FaultExpectation(_v("resets"), f"no persistence: redis comes back empty; {what}")
+    if fault.name == "redis-restart-aof-always":
+        return FaultExpectation(_v("survives"), "each write is fsynced to the append-only file before the reply")
+    if fault.name == "redis-restart-aof-everysec":
+        return FaultExpectation(_v("survives"), "a killed redis loses nothing it wrote: the kernel has it; only a "
+                                                "host crash loses the last second not yet fsynced")
+    if fault.name == "redis-host-crash-aof-always":
+        return FaultExpectation(_v("survives"), "fsync before every reply: what a host crash loses was never "
+                                                "acknowledged")
+    if fault.name == "redis-host-crash-aof-everysec":
+        what = "users step back" if scope == "session" else "the counter steps back"
+        return FaultExpectation(_v("loses-acked-writes"), f"a host crash loses what redis wrote but had not fsynced: "
+                                                          f"up to ~1 s of acknowledged writes; {what}")
+    if fault.name == "memcached-restart":
+        return FaultExpectation(_v("resets"), "memcached keeps everything in memory: it comes back empty")
+    if fault.name == "memcached-evict":
+        return FaultExpectation(_v("resets"), "filler writes push the counter key out of a 2 MB memcached (LRU); "
+                                              "the next incr finds nothing and starts again from 1")
+    raise KeyError(f"no expected verdict for ({strategy}, {fault.name})")  # pragma: no cover

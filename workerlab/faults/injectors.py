@@ -1,0 +1,155 @@
+"""Injectors: what a fault does, on a thread of the runner, and when it did it.
+
+Each ``inject_*`` takes an :class:`Injection`, calls ``inj.mark(...)`` at the moment of the fault
+(the time the checkers judge against) and notes what it did in ``inj.info`` for faults.json.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..stack import NativeStack
+
+
+@dataclass
+class Injection:
+    """What the injector did: ``at`` is the monotonic time of the fault; ``info`` goes to faults.json."""
+
+    stack: NativeStack
+    t0: float
+    stop: threading.Event
+    at: float | None = None
+    info: dict = field(default_factory=dict)
+    error: str | None = None
+
+    def mark(self, **info) -> None:
+        self.at = time.monotonic()
+        self.info["at_s"] = round(self.at - self.t0, 4)
+        self.info.update(info)
+
+
+def _wait_workers(stack: NativeStack, *, gone: set[int] = frozenset(), timeout: float = 15.0) -> float | None:
+    """Seconds until instance 1 has its full set of workers again, none of them in ``gone``."""
+    started = time.monotonic()
+    want = stack.scenario.workers
+    while time.monotonic() - started < timeout:
+        pids = set(stack.app_worker_pids(0))
+        if len(pids) >= want and not pids & gone:
+            return round(time.monotonic() - started, 3)
+        time.sleep(0.01)
+    return None
+
+
+def inject_worker_kill(inj: Injection) -> None:
+    pids = inj.stack.app_worker_pids(0)
+    victim = pids[0]  # the oldest worker: it has served load since the start
+    inj.mark(pid=victim, workers_before=len(pids))
+    os.kill(victim, signal.SIGKILL)
+    inj.info["respawn_s"] = _wait_workers(inj.stack, gone={victim})
+
+
+def inject_graceful_reload(inj: Injection) -> None:
+    old = set(inj.stack.app_worker_pids(0))
+    master = inj.stack.app_master_pid(0)
+    inj.mark(pid=master, workers_before=len(old))
+    os.kill(master, signal.SIGHUP)
+    inj.info["all_workers_replaced_s"] = _wait_workers(inj.stack, gone=old)
+
+
+def inject_restart(name: str) -> Callable[[Injection], None]:
+    """The injector that kills -9 and restarts the stack's sidecar ``name`` (redis, memcached)."""
+
+    def inject(inj: Injection) -> None:
+        inj.mark(pid=inj.stack.child(name).proc.pid, signal="SIGKILL")
+        inj.info["restart_s"] = round(inj.stack.restart(name, signal.SIGKILL), 3)
+
+    inject.__name__ = f"inject_{name}_restart"
+    return inject
+
+
+FILL_ITEMS_MAX = 300_000
+FILL_BATCH = 1000
+
+
+def inject_memcached_evict(inj: Injection) -> None:
+    """Write filler items into a 2 MB memcached until the load ends (bounded in count)."""
+    from pymemcache.client.base import Client
+
+    client = Client(("127.0.0.1", inj.stack.ports["memcached"]), connect_timeout=2, timeout=5)
+    before = int(client.stats().get(b"evictions", 0))
+    inj.mark(memory_mb=inj.stack.memcached_mb)
+    written = 0
+    while written < FILL_ITEMS_MAX and not inj.stop.is_set():
+        # Keys and values about the size of a counter item, so they share its slab class.
+        client.set_many({f"lab:filler:{written + i:08d}:{'x' * 24}": b"1" * (1 + i % 24) for i in range(FILL_BATCH)},
+                        noreply=True)
+        written += FILL_BATCH
+        time.sleep(0.01)
+    stats = client.stats()
+    client.close()
+    inj.info.update(filler_items=written, evictions=int(stats.get(b"evictions", 0)) - before,
+                    fill_s=round(time.monotonic() - inj.at, 3))
+
+
+def inject_sql_kill_in_transaction(inj: Injection) -> None:
+    """Arm the app's fault point inside the SQLite transaction; kill -9 the worker it holds there."""
+    folder = Path(inj.stack.app_extra_env["LAB_FAULT_POINTS"])
+    base = folder / "sql-in-transaction"
+    for leftover in (base.with_suffix(".pid"), base.with_suffix(".held")):
+        leftover.unlink(missing_ok=True)
+    base.with_suffix(".arm").touch()
+    pid_file = base.with_suffix(".pid")
+    while not pid_file.exists():
+        if inj.stop.is_set():
+            base.with_suffix(".arm").unlink(missing_ok=True)
+            inj.error = "no request reached the fault point before the load ended"
+            return
+        time.sleep(0.002)
+    pid = int(pid_file.read_text())
+    db = Path(inj.stack.run_dir) / "data" / "counters.sqlite3"
+    held = _write_lock_held(db)
+    inj.mark(pid=pid, write_lock_held_at_kill=held)
+    os.kill(pid, signal.SIGKILL)
+    started = time.monotonic()
+    released = None
+    while time.monotonic() - started < 10:
+        if not _write_lock_held(db):
+            released = round(time.monotonic() - started, 4)
+            break
+        time.sleep(0.005)
+    inj.info["write_lock_released_s"] = released
+    inj.info["respawn_s"] = _wait_workers(inj.stack, gone={pid})
+
+
+def _write_lock_held(db: Path) -> bool:
+    """Is someone inside a write transaction? (BEGIN IMMEDIATE without waiting fails then.)"""
+    conn = sqlite3.connect(db, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        conn.close()
+
+
+def inject_nginx_reload(inj: Injection) -> None:
+    inj.mark(pid=inj.stack.reload_nginx(), signal="SIGHUP")
+
+
+def inject_nothing(inj: Injection) -> None:
+    """A fault that is a setting for the whole run (gunicorn max_requests): it starts with the load."""
+    inj.at = inj.t0
+    inj.info["at_s"] = 0.0
+    workers = set()
+    while not inj.stop.wait(0.05):  # note every worker pid seen, to count the recycles
+        workers |= set(inj.stack.app_worker_pids(0))
+    inj.info["worker_pids_seen"] = len(workers)

@@ -1,0 +1,288 @@
+"""The run loop: bring up each (scenario, fault) stack, drive its strategies under the paced load
+(loadtests/nemesis_drive.py), inject the fault on a thread at the driver's recorded moment, judge
+each cell's history (loadtests/fault_checkers.py) and keep faults.json and faults.md up to date.
+
+Schema ``worker-lab/faults/v1``::
+
+    {"schema", "run_id", "status", "started", "finished", "settings": {...}, "versions": {...},
+     "faults": {name: {"summary", "at_s", "stack": {...}}},
+     "cells": [{"scenario", "fault", "strategy", "scope",
+                "expected": {"verdict", "label", "reason"}, "observed": {"verdict", "label"} | null,
+                "match": bool | null,                  # null: not judged ("any") or skipped
+                "counts": {lost, acknowledged, attempted, failed_during_fault, recover_s, ...},
+                "injected": {"at_s", "pid", "restart_s", ...},  # what was done, when (seconds since load start)
+                "examples", "notes", "history", "error", "skipped"}],
+     "summary": {"cells", "judged", "matched", "mismatched", "errors", "skipped"}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from loadtests.fault_checkers import check_counter_fault, check_sessions_fault
+from loadtests.history import process_of, read_history
+
+from ..matrix import new_run_dir
+from ..paths import ROOT
+from ..procs import StackError, kill_session
+from ..results import now_iso, versions
+from ..scenarios import Scenario
+from ..stack import NativeStack
+from .expected import FaultExpectation, expect_fault, fault_label
+from .injectors import Injection
+from .present import describe_cell, markdown
+from .shape import LoadShape
+from .shim import build_shim
+from .table import SCOPES, Fault
+
+SCHEMA = "worker-lab/faults/v1"
+CELL_TIME_LIMIT_S = 30.0
+INJECT_JOIN_S = 30.0
+
+
+def _dead_processes(history: list[dict]) -> set[str]:
+    import psutil
+
+    dead = set()
+    for e in history:
+        pid = e.get("pid")
+        if not isinstance(pid, int):
+            continue
+        try:
+            gone = psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            gone = True
+        if gone:
+            dead.add(process_of(e))
+    return dead
+
+
+def judge(strategy: str, fault: Fault, history: list[dict], fault_at: float):
+    scope, _ = SCOPES[strategy]
+    if scope == "session":
+        return check_sessions_fault(history, fault_at=fault_at)
+    dead = _dead_processes(history) if scope == "process" else set()
+    return check_counter_fault(history, scope=scope, fault_at=fault_at, moment=fault.moment, dead=dead)
+
+
+class FaultRun:
+    """Runs (scenario x fault x strategy) cells and keeps faults.json up to date."""
+
+    def __init__(self, scenarios: dict[str, Scenario], faults: list[Fault], strategies: list[str], shape: LoadShape,
+                 run_dir: Path, say: Callable[[str], None] = lambda _: None):
+        self.scenarios = scenarios
+        self.faults = faults
+        self.strategies = strategies
+        self.shape = shape
+        self.run_dir = run_dir
+        self.say = say
+        self.path = run_dir / "faults.json"
+        self.driver: subprocess.Popen | None = None
+        self.data = {
+            "schema": SCHEMA, "run_id": run_dir.name, "status": "running", "started": now_iso(), "finished": None,
+            "settings": {"scenarios": list(scenarios), "faults": [f.name for f in faults],
+                         "strategies": strategies, **shape.as_dict()},
+            "versions": versions(),
+            "faults": {f.name: {"summary": f.summary, "at_s": shape.at_s if f.moment else 0.0,
+                                "stack": f.stack_settings()} for f in faults},
+            "cells": [], "summary": {},
+        }
+        self.write()
+
+    def run(self) -> dict:
+        status = "failed"
+        try:
+            for scenario in self.scenarios.values():
+                for fault in self.faults:
+                    self.run_fault(scenario, fault)
+            status = "complete"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.stop_driver()
+            self.data["status"] = status
+            self.data["finished"] = now_iso()
+            self.write()
+        return self.data
+
+    def add(self, cell: dict) -> None:
+        self.data["cells"].append(cell)
+        self.write()
+        self.say(describe_cell(cell))
+
+    def record(self, scenario: Scenario, fault: Fault, strategy: str, expectation: FaultExpectation, *,
+               result=None, info: dict | None = None, history: str | None = None, error: str | None = None) -> None:
+        judged = expectation.verdict is not None and "any" not in expectation.verdict
+        observed = result.verdict if result is not None else None
+        match = (observed == expectation.verdict) if (judged and observed is not None and not error) else None
+        if judged and error:
+            match = False
+        self.add({
+            "scenario": scenario.name, "fault": fault.name, "strategy": strategy, "scope": SCOPES[strategy][0],
+            "expected": {"verdict": sorted(expectation.verdict or []), "label": expectation.label,
+                         "reason": expectation.reason},
+            "observed": {"verdict": sorted(observed), "label": fault_label(observed)} if observed else None,
+            "match": match,
+            "counts": result.counts if result else {},
+            "examples": result.examples if result else [],
+            "notes": result.notes if result else [],
+            "injected": info or {},
+            "history": history,
+            "error": error,
+            "skipped": expectation.verdict is None,
+        })
+
+    def run_fault(self, scenario: Scenario, fault: Fault) -> None:
+        self.say(f"[bold cyan]{scenario.name} / {fault.name}[/] - {fault.summary}")
+        cells = []
+        for strategy in self.strategies:
+            e = expect_fault(strategy, fault, scenario)
+            if e.verdict is None:
+                self.record(scenario, fault, strategy, e)
+            else:
+                cells.append((strategy, e))
+        if not cells:
+            return
+        fault_dir = self.run_dir / scenario.name / fault.name
+        env = {**dict(fault.app_env), "LAB_FAULT_POINTS": str(fault_dir / "faultpoints")}
+        (fault_dir / "faultpoints").mkdir(parents=True, exist_ok=True)
+        try:
+            redis_env = {"LD_PRELOAD": str(build_shim(fault_dir / "shim"))} if fault.host_crash else None
+            with NativeStack(scenario, fault_dir, redis_persistence=fault.redis_persistence,
+                             memcached_mb=fault.memcached_mb, memcached_item_max=fault.memcached_item_max,
+                             app_extra_env=env, redis_env=redis_env) as stack:
+                self.drive(scenario, fault, stack, fault_dir, cells)
+        except StackError as exc:
+            done = {c["strategy"] for c in self.data["cells"]
+                    if c["scenario"] == scenario.name and c["fault"] == fault.name}
+            for strategy, e in cells:
+                if strategy not in done:
+                    self.record(scenario, fault, strategy, e, error=f"stack: {str(exc).splitlines()[0]}")
+
+    def drive(self, scenario: Scenario, fault: Fault, stack: NativeStack, fault_dir: Path, cells: list) -> None:
+        shape = self.shape
+        run_key = f"{self.run_dir.name}-{scenario.name}-{fault.name}"
+        plan = {"host": stack.url, "instances": stack.instance_urls, "users": shape.users, "out": str(fault_dir),
+                "cells": [{"id": strategy, "file": strategy, "strategy": strategy,
+                           "check": "session" if SCOPES[strategy][0] == "session" else "counter",
+                           "scope": SCOPES[strategy][0], "key": f"{run_key}-{strategy}", "requests": shape.requests,
+                           "per_user_rps": shape.per_user_rps, "time_limit": CELL_TIME_LIMIT_S}
+                          for strategy, _ in cells]}
+        plan_path = fault_dir / "plan.json"
+        plan_path.write_text(json.dumps(plan, indent=1))
+        expectations = dict(cells)
+        pending = dict(expectations)
+        log = open(fault_dir / "logs" / "driver.log", "ab")
+        self.driver = subprocess.Popen(
+            [sys.executable, "-m", "loadtests.nemesis_drive", str(plan_path)], cwd=ROOT, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=log, start_new_session=True, text=True, bufsize=1,
+        )
+        injection: Injection | None = None
+        thread: threading.Thread | None = None
+        try:
+            for line in self.driver.stdout:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                strategy = event.get("cell")
+                if strategy not in pending:
+                    continue
+                kind = event["event"]
+                if kind == "load-start":
+                    injection = Injection(stack, event["t0"], threading.Event())
+                    thread = threading.Thread(target=self._inject, args=(fault, injection), daemon=True)
+                    thread.start()
+                elif kind == "cell-loaded":
+                    if injection is not None:
+                        injection.stop.set()
+                        thread.join(INJECT_JOIN_S)
+                        if thread.is_alive():
+                            injection.error = f"the fault was still running {INJECT_JOIN_S:.0f}s after the load"
+                    self.driver.stdin.write("go\n")
+                    self.driver.stdin.flush()
+                elif kind == "cell-done":
+                    pending.pop(strategy)
+                    self.judge_cell(scenario, fault, strategy, expectations[strategy], fault_dir, injection)
+                    injection = thread = None
+                elif kind == "cell-error":
+                    pending.pop(strategy)
+                    if injection is not None:
+                        injection.stop.set()
+                    self.record(scenario, fault, strategy, expectations[strategy], error=f"driver: {event['error']}")
+                    injection = thread = None
+            self.driver.wait()
+        finally:
+            if injection is not None:
+                injection.stop.set()
+            if thread is not None:
+                thread.join(INJECT_JOIN_S)  # a restart in progress must finish before the stack stops
+            self.stop_driver()
+            log.close()
+        for strategy in pending:
+            self.record(scenario, fault, strategy, expectations[strategy],
+                        error=f"fault driver exited early (see {fault_dir / 'logs' / 'driver.log'})")
+
+    def _inject(self, fault: Fault, inj: Injection) -> None:
+        try:
+            if fault.moment:
+                delay = inj.t0 + self.shape.at_s - time.monotonic()
+                if delay > 0 and inj.stop.wait(delay):
+                    inj.error = "the load ended before the fault was due"
+                    return
+            fault.inject(inj)
+        except Exception as exc:  # the cell is recorded with the error, the run goes on
+            inj.error = f"{type(exc).__name__}: {exc}"
+
+    def judge_cell(self, scenario, fault, strategy, expectation, fault_dir, inj: Injection | None) -> None:
+        history_file = fault_dir / "history" / f"{strategy}.jsonl"
+        rel = str(history_file.relative_to(self.run_dir))
+        if inj is None or inj.at is None:
+            error = (inj.error if inj else None) or "the fault was not injected"
+            self.record(scenario, fault, strategy, expectation, info=inj.info if inj else None, history=rel,
+                        error=error)
+            return
+        history = read_history(history_file)
+        result = judge(strategy, fault, history, inj.at - inj.t0)
+        self.record(scenario, fault, strategy, expectation, result=result, info=inj.info, history=rel,
+                    error=inj.error)
+
+    def stop_driver(self) -> None:
+        kill_session(self.driver)
+        self.driver = None
+
+    def write(self) -> None:
+        cells = self.data["cells"]
+        judged = [c for c in cells if c["match"] is not None]
+        self.data["summary"] = {
+            "cells": len(cells),
+            "judged": len(judged),
+            "matched": sum(1 for c in judged if c["match"]),
+            "mismatched": sum(1 for c in judged if not c["match"]),
+            "errors": sum(1 for c in cells if c["error"]),
+            "skipped": sum(1 for c in cells if c["skipped"]),
+        }
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        os.replace(tmp, self.path)
+        (self.run_dir / "faults.md").write_text(markdown(self.data))
+
+
+def run_faults(scenarios: dict[str, Scenario], faults: list[Fault], strategies: list[str], shape: LoadShape,
+               output: Path, say: Callable[[str], None] = lambda _: None) -> tuple[FaultRun, bool]:
+    """Run and return (the run, interrupted?)."""
+    run_dir = new_run_dir(output)
+    run = FaultRun(scenarios, faults, strategies, shape, run_dir, say)
+    try:
+        run.run()
+    except KeyboardInterrupt:
+        return run, True
+    return run, False

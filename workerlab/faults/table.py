@@ -1,0 +1,98 @@
+"""The fault table: each fault declared once (what it hits, the stack settings it needs, its injector),
+and the strategies it covers with where each keeps its state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .injectors import (
+    Injection,
+    inject_graceful_reload,
+    inject_memcached_evict,
+    inject_nginx_reload,
+    inject_nothing,
+    inject_restart,
+    inject_sql_kill_in_transaction,
+    inject_worker_kill,
+)
+
+# -- strategies the fault table covers, and where each keeps its state --------------------
+
+# strategy -> (checker scope, where the state lives)
+SCOPES: dict[str, tuple[str, str]] = {
+    "naive-global": ("process", "process"),
+    "locked-global": ("process", "process"),
+    "cache-simple-inc": ("process", "process"),
+    "redis-incr": ("store", "redis"),
+    "memcached-incr": ("store", "memcached"),
+    "sql-update": ("store", "sqlite"),
+    "mp-manager": ("store", "manager"),
+    "server-session-redis": ("session", "redis"),
+    "cookie-session": ("session", "cookie"),
+}
+FAULT_STRATEGIES = tuple(SCOPES)
+WHERE = {
+    "process": "a module global of each worker process",
+    "redis": "redis",
+    "memcached": "memcached",
+    "sqlite": "an SQLite file (WAL)",
+    "manager": "the manager server process",
+    "cookie": "the user's signed cookie",
+}
+
+# -- the declarations -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    summary: str
+    inject: Callable[[Injection], None]
+    hits: str  # what it restarts: process | redis | memcached | sqlite | nginx
+    moment: bool = True  # False: lasts the whole run
+    needs_gunicorn: bool = False
+    only: tuple[str, ...] = ()  # strategies it applies to; empty = all
+    redis_persistence: str = "none"
+    memcached_mb: int = 64
+    memcached_item_max: str | None = None
+    app_env: tuple[tuple[str, str], ...] = ()
+    host_crash: bool = False  # redis runs under the shim: kill -9 loses what it had not fsynced
+
+    def stack_settings(self) -> dict:
+        return {"redis_persistence": self.redis_persistence, "memcached_mb": self.memcached_mb,
+                "memcached_item_max": self.memcached_item_max, "app_env": dict(self.app_env),
+                "host_crash_shim": self.host_crash}
+
+
+RECYCLE_MAX_REQUESTS = 60
+RECYCLE_JITTER = 20
+
+FAULTS: dict[str, Fault] = {f.name: f for f in (
+    Fault("worker-kill", "kill -9 of one gunicorn worker mid-run; the master forks a new one",
+          inject_worker_kill, "process", needs_gunicorn=True),
+    Fault("worker-recycle", f"gunicorn max_requests={RECYCLE_MAX_REQUESTS} (+jitter {RECYCLE_JITTER}): "
+          "workers retire and are replaced all run long", inject_nothing, "process", moment=False,
+          needs_gunicorn=True,
+          app_env=(("MAX_REQUESTS", str(RECYCLE_MAX_REQUESTS)), ("MAX_REQUESTS_JITTER", str(RECYCLE_JITTER)))),
+    Fault("graceful-reload", "SIGHUP to the gunicorn master: every worker replaced gracefully",
+          inject_graceful_reload, "process", needs_gunicorn=True),
+    Fault("redis-restart", "kill -9 and restart of redis without persistence", inject_restart("redis"), "redis"),
+    Fault("redis-restart-aof-always", "kill -9 and restart of redis with appendonly, appendfsync always",
+          inject_restart("redis"), "redis", redis_persistence="aof-always"),
+    Fault("redis-restart-aof-everysec", "kill -9 and restart of redis with appendonly, appendfsync everysec",
+          inject_restart("redis"), "redis", redis_persistence="aof-everysec"),
+    Fault("redis-host-crash-aof-always", "emulated host crash of redis (appendfsync always): unsynced AOF "
+          "writes lost, then restart", inject_restart("redis"), "redis", redis_persistence="aof-always",
+          host_crash=True),
+    Fault("redis-host-crash-aof-everysec", "emulated host crash of redis (appendfsync everysec): unsynced AOF "
+          "writes lost, then restart", inject_restart("redis"), "redis", redis_persistence="aof-everysec",
+          host_crash=True),
+    Fault("memcached-restart", "kill -9 and restart of memcached", inject_restart("memcached"), "memcached"),
+    Fault("memcached-evict", "memcached with -m 2 and filler writes from the fault on: LRU eviction",
+          inject_memcached_evict, "memcached", memcached_mb=2, memcached_item_max="512k"),
+    Fault("sql-kill-in-transaction", "kill -9 of a worker held inside an open SQLite write transaction",
+          inject_sql_kill_in_transaction, "sqlite", needs_gunicorn=True, only=("sql-update",)),
+    Fault("nginx-reload", "SIGHUP to nginx during the run: new workers, old ones retire gracefully",
+          inject_nginx_reload, "nginx"),
+)}
