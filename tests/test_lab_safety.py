@@ -1,4 +1,4 @@
-"""The lab itself: bad input, a sidecar that is down, Ctrl-C, loopback only, no debugger."""
+"""The lab itself: bad input, a sidecar that is down, loopback only, no debugger (Ctrl-C: test_interrupt.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 import psutil
 import pytest
-from labtools import ROOT, alive, descendants, processes_mentioning, run_lab
+from labtools import ROOT, descendants, run_lab
 
 pytestmark = pytest.mark.stack
 
@@ -109,62 +108,6 @@ def test_run_goes_on_when_a_sidecar_is_down(tmp_path):
     assert "redis unreachable" in json.dumps(cells["redis-incr"]["examples"])
     assert cells["naive-global"]["observed"]["verdict"] == ["correct"]
     assert "MISMATCH" in proc.stdout or "!!" in proc.stdout
-
-
-@pytest.mark.parametrize("when", ["start-up", "mid-cell", "twice"])
-def test_ctrl_c_leaves_no_process_and_readable_partial_results(tmp_path, when):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workerlab", "run", "-s", "gthread-2x8,sync-x4", "-n", "3000", "-u", "20",
-         "--output", str(tmp_path), "--quiet"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    seen: set[int] = set()
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        seen |= set(descendants(proc.pid))
-        results = list(tmp_path.glob("*/results.json"))
-        if when in ("mid-cell", "twice"):
-            if results and json.loads(results[0].read_text())["cells"]:
-                break
-        elif seen:  # the first service is starting: interrupt the stack's start-up
-            break
-        time.sleep(0.05)
-    seen |= set(descendants(proc.pid))
-    assert seen, "the run started no process"
-    proc.send_signal(signal.SIGINT)
-    if when == "twice":  # a second Ctrl-C while the lab is shutting down must not cut the clean-up short
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    time.sleep(0.2)
-    left = [pid for pid in seen if alive(pid)]
-    assert not left, [psutil.Process(p).cmdline() for p in left if alive(p)]
-    # Also those started after the last look: anything still naming this run's folder.
-    assert not processes_mentioning(tmp_path)
-    results = list(tmp_path.glob("*/results.json"))
-    if results:
-        assert json.loads(results[0].read_text())["status"] == "interrupted"
-
-
-def test_sigterm_also_stops_everything(tmp_path):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workerlab", "run", "-s", "scale-out-3", "-n", "3000", "--output", str(tmp_path),
-         "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    seen: set[int] = set()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(seen) < 8:  # redis, memcached, manager, 3 masters + workers, nginx
-        seen |= set(descendants(proc.pid))
-        time.sleep(0.05)
-    time.sleep(1.0)
-    seen |= set(descendants(proc.pid))
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    time.sleep(0.2)
-    assert not [pid for pid in seen if alive(pid)]
-    assert not processes_mentioning(tmp_path)
 
 
 def test_a_port_taken_between_pick_and_bind_gets_another(tmp_path, scenarios, monkeypatch):

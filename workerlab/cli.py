@@ -155,8 +155,9 @@ def run(scenario, strategy, quick, requests, users, race_window, direct, output,
         race_window=race_window, direct=direct, quick=quick,
         sidecars=tuple(s for s in SIDECARS if s not in without), engine=engine,
     )
-    run_dir = new_run_dir(output)
-    matrix = Matrix(scenarios, strategies, settings, run_dir, None)
+    with interrupt.shielded():  # the run folder and its first results.json come together
+        run_dir = new_run_dir(output)
+        matrix = Matrix(scenarios, strategies, settings, run_dir, None)
     report_ = TerminalReport(matrix.total_cells, mode=mode)
     matrix.report = report_
     started = time.monotonic()
@@ -168,10 +169,11 @@ def run(scenario, strategy, quick, requests, users, race_window, direct, output,
     data = matrix.results.data
     report_path = None
     if data["cells"]:
-        from .html_report import render_report
-
         phase("report")
-        report_path = render_report(run_dir)
+        with interrupt.shielded():  # it imports matplotlib: never interrupt a C extension's import
+            from .html_report import render_report
+
+            report_path = render_report(run_dir)
     if mode != "json":
         console.print(verdict_grid(data))
         console.print(throughput_table(data))

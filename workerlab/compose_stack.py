@@ -12,6 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from . import procs
 from .paths import ROOT
 from .procs import ManagedStack, StackError, free_port, tail
 from .scenarios import Scenario
@@ -24,7 +25,7 @@ UP_TIMEOUT_S = 900  # a cold build of the images can take minutes
 def engine_problem() -> str | None:
     """None when a Docker engine and a compose CLI answer, else what is missing and how to fix it."""
     try:
-        proc = subprocess.run([str(LAB_COMPOSE), "engine"], capture_output=True, text=True, timeout=30)
+        proc = procs.run([str(LAB_COMPOSE), "engine"], text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"cannot ask for a Docker engine: {exc}"
     if proc.returncode == 0:
@@ -59,12 +60,13 @@ class ComposeStack(ManagedStack):
         return env
 
     def _script(self, *args: str, log: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        # In a session of its own (a terminal's Ctrl-C reaches only the lab); interrupted, it gets SIGTERM and
+        # a minute to stop what it started before it is killed.
         if log is None:
-            return subprocess.run([str(LAB_COMPOSE), *args], env=self._env(), capture_output=True, text=True,
-                                  timeout=timeout)
+            return procs.run([str(LAB_COMPOSE), *args], env=self._env(), text=True, timeout=timeout, grace=60)
         with open(log, "ab") as out:
-            return subprocess.run([str(LAB_COMPOSE), *args], env=self._env(), stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=timeout)
+            return procs.run([str(LAB_COMPOSE), *args], env=self._env(), stdout=out, stderr=subprocess.STDOUT,
+                             timeout=timeout, grace=60)
 
     def start(self) -> None:
         logs = self.run_dir / "logs"

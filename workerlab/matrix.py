@@ -138,8 +138,9 @@ class Matrix:
         pending = {c["id"]: c for c in plan["cells"]}
         (scenario_dir / "logs").mkdir(parents=True, exist_ok=True)
         log = open(scenario_dir / "logs" / "driver.log", "ab")
-        self.driver = spawn([sys.executable, "-m", "loadtests.drive", str(plan_path)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=log, text=True)
+        with interrupt.shielded():
+            self.driver = spawn([sys.executable, "-m", "loadtests.drive", str(plan_path)], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=log, text=True)
         try:
             for line in self.driver.stdout:
                 try:

@@ -56,7 +56,7 @@ class Child:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         if self.proc is not None:  # started again (a fault's restart): the old process is gone
             _untrack(self.proc.pid)
-        with open(self.log, "ab") as log:
+        with interrupt.shielded(), open(self.log, "ab") as log:  # a signal waits until self.proc is set
             self.proc = spawn(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env or None, cwd=self.cwd,
                               stop=self.stop)
 
@@ -89,35 +89,55 @@ class Child:
             _untrack(pgid)
 
 
-# pid of a started child -> how to stop it; filled while spawning, emptied when it is stopped.
-_live: dict[int, Callable[[], None]] = {}
+# pid of a started child -> (its Popen, how to stop it); filled while spawning, emptied when it is stopped.
+_live: dict[int, tuple[subprocess.Popen, Callable[[], None]]] = {}
 
 
 def spawn(argv: list[str], *, stop: Callable[[], None] | None = None, **popen) -> subprocess.Popen:
     """Start argv in a session of its own and track it until it is stopped (by `stop`, default SIGKILL of
-    its session). The fork and the tracking happen as one: a signal meanwhile is raised right after.
+    its session). The fork and the tracking happen as one: a signal meanwhile is raised right after -
+    before the caller holds the Popen, unless the caller is inside a shield of its own (do that where the
+    Popen is kept: `with interrupt.shielded(): self.proc = spawn(...)`).
 
     No preexec_fn and no blocked signal mask: the child starts with the signal dispositions exec gives it.
     """
     with interrupt.shielded():
         proc = subprocess.Popen(argv, stdin=popen.pop("stdin", subprocess.DEVNULL), start_new_session=True, **popen)
-        _live[proc.pid] = stop or (lambda: kill_session(proc))
+        _live[proc.pid] = (proc, stop or (lambda: kill_session(proc)))
     return proc
 
 
-def run(argv: list[str], *, timeout: float, **popen) -> subprocess.CompletedProcess:
+def run(argv: list[str], *, timeout: float, grace: float = 0.0, **popen) -> subprocess.CompletedProcess:
     """subprocess.run with capture, in a session of its own: on a timeout or an interrupt the whole
-    session is killed before the exception goes on."""
+    session is stopped before the exception goes on - SIGKILL, or SIGTERM and up to `grace` seconds
+    first (for a child that must stop what it started itself: a nested lab, docker compose)."""
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
     proc = spawn(argv, **popen)
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException:
-        kill_session(proc)
+        stop_session(proc, grace)
         raise
-    _untrack(proc.pid)
+    untrack(proc)
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def stop_session(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM to the session, SIGKILL after `grace` seconds (at once when 0); reaped, untracked."""
+    with interrupt.shielded():
+        if grace > 0 and proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        kill_session(proc)
+
+
+def untrack(proc: subprocess.Popen) -> None:
+    """The caller reaped `proc` itself (os.wait4): it no longer needs stopping."""
+    _untrack(proc.pid)
 
 
 def _untrack(pid: int) -> None:
@@ -132,12 +152,15 @@ def stop_leftovers() -> list[int]:
     Returns the pids it had to stop (none when every part of the lab cleaned up after itself)."""
     stopped = []
     with interrupt.shielded(deliver=False):
-        for pid, stop in reversed(list(_live.items())):
+        for pid, (proc, stop) in reversed(list(_live.items())):
             stopped.append(pid)
             try:
                 stop()
-            except Exception:  # noqa: BLE001 - stop the others all the same
+            except Exception:  # noqa: BLE001 - the session is killed below all the same
+                pass
+            if proc.poll() is None or _group_alive(pid):  # whatever `stop` missed (a caller never saw proc)
                 _signal_group(pid, signal.SIGKILL)
+                proc.wait()
             _untrack(pid)
     return stopped
 

@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import jinja2
+import psutil
 
 from .paths import APP_DIR, NGINX_DIR
 from .procs import GRACE_S, Child, Children, ManagedStack, StackError, free_port, tail
@@ -322,8 +323,6 @@ class NativeStack(ManagedStack):
 
     def app_worker_pids(self, index: int = 0) -> list[int]:
         """The worker processes of app instance ``index`` (gunicorn's children), oldest first."""
-        import psutil
-
         try:
             workers = psutil.Process(self.app_master_pid(index)).children()
         except psutil.NoSuchProcess:

@@ -13,9 +13,13 @@ import click
 from rich.console import Console
 
 from .hold import hold
+from .matrix import new_run_dir
 from .paths import RESULTS_DIR, ROOT
 from .procs import Child, StackError
 from .progress import phase
+from .scenarios import UnknownName, load_scenarios, pick
+from .stack import NativeStack, missing_binaries
+from .strategies import STRATEGIES
 
 RACE_WINDOWS = ("none", "yield", "io")
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
@@ -63,11 +67,6 @@ def locust_argv(user_class: str, host: str, port: int, users: int, spawn_rate: f
 @click.option("--port", type=click.IntRange(1, 65535), default=8089, show_default=True, help="Web UI port.")
 def ui(scenario, strategy, race_window, direct, users, spawn_rate, port):
     """Bring SCENARIO's stack up and open locust's web UI on it, with a live Verdict tab; Ctrl-C stops all."""
-    from .matrix import new_run_dir
-    from .scenarios import UnknownName, load_scenarios, pick
-    from .stack import NativeStack, missing_binaries
-    from .strategies import STRATEGIES
-
     scenarios = load_scenarios()
     try:
         pick([scenario], scenarios, "scenario")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import jinja2
 
+from .. import procs
 from ..matrix import CELL_TIME_LIMIT_S
 from ..paths import NGINX_DIR
 from ..procs import Child, free_port
@@ -127,10 +127,9 @@ def redis_ceiling(run_dir: Path, opts: dict) -> dict:
         pin([child.proc.pid], opts["server_cpus"], opts["nice"])
         cpus = opts["generator_cpus"]
         for rep in range(opts["repeat"]):
-            out = subprocess.run([bench_bin, "-h", "127.0.0.1", "-p", str(port), "-t", "incr", "-q",
-                                  "-n", str(opts["redis_requests"]), "-c", str(opts["users"])],
-                                 capture_output=True, text=True, timeout=120,
-                                 preexec_fn=preexec(cpus, opts["nice"]))
+            out = procs.run([bench_bin, "-h", "127.0.0.1", "-p", str(port), "-t", "incr", "-q",
+                             "-n", str(opts["redis_requests"]), "-c", str(opts["users"])],
+                            text=True, timeout=120, preexec_fn=preexec(cpus, opts["nice"]))
             (folder / f"redis-benchmark-r{rep}.txt").write_text(out.stdout + out.stderr)
             runs.append(parse_redis_benchmark(out.stdout))
     finally:

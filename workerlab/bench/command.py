@@ -7,13 +7,14 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import click
 
+from .. import interrupt, procs
 from ..matrix import new_run_dir
 from ..paths import RESULTS_DIR
+from ..progress import phase
 from ..results import now_iso
 from ..scenarios import Scenario, UnknownName, load_scenarios, pick
 from ..stack import find_binary, missing_binaries
@@ -50,7 +51,7 @@ def _versions() -> dict:
 
     def first_line(argv):
         try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+            out = procs.run(argv, text=True, timeout=5)
             return (out.stdout + out.stderr).strip().splitlines()[0]
         except (OSError, subprocess.TimeoutExpired, IndexError):
             return None
@@ -58,6 +59,13 @@ def _versions() -> dict:
     return {"wrk": first_line(["wrk", "-v"]), "redis-benchmark": first_line(["redis-benchmark", "--version"]),
             "nginx": first_line([find_binary("nginx"), "-v"]), "locust": importlib.metadata.version("locust"),
             "python": platform.python_version()}
+
+
+def _finish_if_running(path: Path, data: dict) -> None:
+    if data["status"] == "running":
+        data["status"] = "interrupted" if interrupt.received() else "failed"
+        data["finished"] = now_iso()
+        write_json(path, data)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -113,19 +121,23 @@ def bench(scenario, repeat, duration, requests, users, quick, pin, nice, record_
         "generator_cpus": generator_cpus, "quick": quick, "record_cost": record_cost, "nice": nice,
         "redis_requests": base.get("redis_requests", DEFAULTS["redis_requests"]), "checker_entries": checker_entries,
     }
-    run_dir = new_run_dir(output)
-    data = {
-        "schema": SCHEMA, "run_id": run_dir.name, "status": "running", "started": now_iso(), "finished": None,
-        "settings": {**{k: v for k, v in opts.items() if k not in ("server_cpus", "generator_cpus")},
-                     "server_cpus": sorted(server_cpus) if server_cpus else None,
-                     "generator_cpus": sorted(generator_cpus) if generator_cpus else None,
-                     "scenarios": list(scenarios)},
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
-        "versions": _versions(),
-        "scenarios": {}, "ceilings": {}, "checker": None, "matrix_times": None,
-    }
-    path = run_dir / "bench.json"
+    with interrupt.shielded():  # the folder and its first bench.json come together
+        run_dir = new_run_dir(output)
+        data = {
+            "schema": SCHEMA, "run_id": run_dir.name, "status": "running", "started": now_iso(), "finished": None,
+            "settings": {**{k: v for k, v in opts.items() if k not in ("server_cpus", "generator_cpus")},
+                         "server_cpus": sorted(server_cpus) if server_cpus else None,
+                         "generator_cpus": sorted(generator_cpus) if generator_cpus else None,
+                         "scenarios": list(scenarios)},
+            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                        "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
+            "versions": {},  # probed once bench.json exists
+            "scenarios": {}, "ceilings": {}, "checker": None, "matrix_times": None,
+        }
+        path = run_dir / "bench.json"
+        write_json(path, data)
+        interrupt.on_exit(lambda: _finish_if_running(path, data))
+    data["versions"] = _versions()
     write_json(path, data)
     console.print(f"bench: {len(scenarios)} scenario(s) x {len(CELLS)} cells x {opts['repeat']} repetition(s), "
                   f"{opts['duration']}s each, {users} users/connections, "
@@ -133,6 +145,7 @@ def bench(scenario, repeat, duration, requests, users, quick, pin, nice, record_
     status = "failed"
     try:
         for s in scenarios.values():
+            phase("bench", s.name)
             console.print(f"[bold cyan]{s.name}[/] - {s.description}")
             data["scenarios"][s.name] = ScenarioBench(s, run_dir, opts).run()
             write_json(path, data)
@@ -168,14 +181,13 @@ def bench(scenario, repeat, duration, requests, users, quick, pin, nice, record_
         data["noise"] = noise(data["scenarios"])
         data["targets"] = targets(data["scenarios"], data["checker"])
         status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
+    except KeyboardInterrupt:  # what was measured is still written and printed
+        pass
     finally:
-        data["status"] = status
-        data["finished"] = now_iso()
-        data["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-        write_json(path, data)
+        with interrupt.shielded():
+            data["status"] = "interrupted" if interrupt.received() else status
+            data["finished"] = now_iso()
+            data["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+            write_json(path, data)
     print_report(data)
     console.print(f"bench.json: {path}")
-    if status == "interrupted":
-        sys.exit(130)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from loadtests.history import read_history
 
+from .. import procs
 from ..paths import ROOT
 
 
@@ -136,8 +136,8 @@ def measure_matrix(run_dir: Path) -> dict:
     for mode, args in (("default", []), ("quick", ["--quick"])):
         folder = run_dir / f"matrix-{mode}"
         t0 = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "workerlab", "run", "--quiet", "--output", str(folder), *args],
-                              cwd=ROOT, capture_output=True, text=True, timeout=3600)
+        proc = procs.run([sys.executable, "-m", "workerlab", "run", "--quiet", "--output", str(folder), *args],
+                         cwd=ROOT, text=True, timeout=3600, grace=120)  # a nested lab stops its own stacks
         wall = time.monotonic() - t0
         found = sorted(folder.glob("*/results.json"))
         data = json.loads(found[-1].read_text()) if found else {}

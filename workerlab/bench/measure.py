@@ -14,6 +14,7 @@ from pathlib import Path
 
 from loadtests.history import read_history
 
+from .. import interrupt, procs
 from ..matrix import CELL_TIME_LIMIT_S
 from ..paths import ROOT
 from ..procs import StackError
@@ -39,13 +40,17 @@ def run_wrk(url: str, connections: int, duration: int, cpus: set[int] | None,
     argv = [shutil.which("wrk") or "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
             "--timeout", "10s", url]
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            preexec_fn=preexec(cpus, nice), text=True)
+    proc = procs.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=preexec(cpus, nice),
+                       text=True)
     killer = threading.Timer(duration + 30, proc.kill)
     killer.start()
     try:
         output = proc.stdout.read()
         _, status, rusage = os.wait4(proc.pid, 0)  # rusage of the exited child: its own CPU time
+        procs.untrack(proc)
+    except BaseException:
+        procs.kill_session(proc)
+        raise
     finally:
         killer.cancel()
         proc.stdout.close()
@@ -60,11 +65,12 @@ class Driver:
     def __init__(self, plan_path: Path, log_path: Path, nice: int = 0):
         self.log = open(log_path, "ab")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "loadtests.drive", str(plan_path)], cwd=ROOT, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.log, start_new_session=True, text=True, bufsize=1,
-            preexec_fn=preexec(None, nice),  # the plan's cpu_affinity pins it
-        )
+        with interrupt.shielded():
+            self.proc = procs.spawn(
+                [sys.executable, "-m", "loadtests.drive", str(plan_path)], cwd=ROOT, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1,
+                preexec_fn=preexec(None, nice),  # the plan's cpu_affinity pins it
+            )
         self.events: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -99,19 +105,18 @@ class Driver:
         self.proc.stdin.flush()
 
     def stop(self) -> None:
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        """Close its stdin (it ends after the current cell), wait 10 s, then kill what is left."""
+        with interrupt.shielded():
             try:
-                os.killpg(self.proc.pid, 9)
-            except ProcessLookupError:
+                self.proc.stdin.close()
+            except OSError:
                 pass
-            self.proc.wait()
-        self.log.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            procs.kill_session(self.proc)
+            self.log.close()
 
 
 def lab_once(driver: Driver, cell: dict, groups: dict, history_dir: Path, waited: bool = False) -> dict:

@@ -26,12 +26,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+
 from loadtests.fault_checkers import check_counter_fault, check_sessions_fault
 from loadtests.history import process_of, read_history
 
+from .. import interrupt
 from ..matrix import new_run_dir
 from ..paths import ROOT
-from ..procs import StackError, kill_session
+from ..procs import StackError, kill_session, spawn
+from ..progress import phase
 from ..results import now_iso, versions
 from ..scenarios import Scenario
 from ..stack import NativeStack
@@ -48,8 +52,6 @@ INJECT_JOIN_S = 30.0
 
 
 def _dead_processes(history: list[dict]) -> set[str]:
-    import psutil
-
     dead = set()
     for e in history:
         pid = e.get("pid")
@@ -89,11 +91,15 @@ class FaultRun:
             "schema": SCHEMA, "run_id": run_dir.name, "status": "running", "started": now_iso(), "finished": None,
             "settings": {"scenarios": list(scenarios), "faults": [f.name for f in faults],
                          "strategies": strategies, **shape.as_dict()},
-            "versions": versions(),
+            "versions": {},  # probed once faults.json exists
             "faults": {f.name: {"summary": f.summary, "at_s": shape.at_s if f.moment else 0.0,
                                 "stack": f.stack_settings()} for f in faults},
             "cells": [], "summary": {},
         }
+        with interrupt.shielded():  # a run folder always holds a readable faults.json, finished at exit
+            self.write()
+            interrupt.on_exit(self.finish_if_running)
+        self.data["versions"] = versions()
         self.write()
 
     def run(self) -> dict:
@@ -103,15 +109,19 @@ class FaultRun:
                 for fault in self.faults:
                     self.run_fault(scenario, fault)
             status = "complete"
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
         finally:
-            self.stop_driver()
-            self.data["status"] = status
+            with interrupt.shielded():
+                self.stop_driver()
+                self.data["status"] = "interrupted" if interrupt.received() else status
+                self.data["finished"] = now_iso()
+                self.write()
+        return self.data
+
+    def finish_if_running(self) -> None:
+        if self.data["status"] == "running":
+            self.data["status"] = "interrupted" if interrupt.received() else "failed"
             self.data["finished"] = now_iso()
             self.write()
-        return self.data
 
     def add(self, cell: dict) -> None:
         self.data["cells"].append(cell)
@@ -181,10 +191,9 @@ class FaultRun:
         expectations = dict(cells)
         pending = dict(expectations)
         log = open(fault_dir / "logs" / "driver.log", "ab")
-        self.driver = subprocess.Popen(
-            [sys.executable, "-m", "loadtests.nemesis_drive", str(plan_path)], cwd=ROOT, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=log, start_new_session=True, text=True, bufsize=1,
-        )
+        with interrupt.shielded():
+            self.driver = spawn([sys.executable, "-m", "loadtests.nemesis_drive", str(plan_path)], cwd=ROOT,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
         injection: Injection | None = None
         thread: threading.Thread | None = None
         try:
@@ -198,6 +207,7 @@ class FaultRun:
                     continue
                 kind = event["event"]
                 if kind == "load-start":
+                    phase("fault", f"{scenario.name}/{fault.name}/{strategy}")
                     injection = Injection(stack, event["t0"], threading.Event())
                     thread = threading.Thread(target=self._inject, args=(fault, injection), daemon=True)
                     thread.start()
@@ -279,8 +289,9 @@ class FaultRun:
 def run_faults(scenarios: dict[str, Scenario], faults: list[Fault], strategies: list[str], shape: LoadShape,
                output: Path, say: Callable[[str], None] = lambda _: None) -> tuple[FaultRun, bool]:
     """Run and return (the run, interrupted?)."""
-    run_dir = new_run_dir(output)
-    run = FaultRun(scenarios, faults, strategies, shape, run_dir, say)
+    with interrupt.shielded():  # the folder and its first faults.json come together
+        run_dir = new_run_dir(output)
+        run = FaultRun(scenarios, faults, strategies, shape, run_dir, say)
     try:
         run.run()
     except KeyboardInterrupt:

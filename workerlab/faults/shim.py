@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
+from .. import procs
 from ..procs import StackError
 
 SHIM_SOURCE = Path(__file__).resolve().parent.parent / "shim" / "unsynced_aof.c"
@@ -22,8 +22,8 @@ def build_shim(folder: Path) -> Path:
         raise StackError("the host-crash faults need a C compiler: apt-get install gcc")
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "unsynced_aof.so"
-    proc = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(out), str(SHIM_SOURCE), "-ldl", "-lpthread"],
-                          capture_output=True, text=True, timeout=120)
+    proc = procs.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(out), str(SHIM_SOURCE), "-ldl", "-lpthread"],
+                     text=True, timeout=120)
     if proc.returncode != 0:
         raise StackError(f"building {SHIM_SOURCE.name} failed:\n{proc.stderr[-2000:]}")
     return out
