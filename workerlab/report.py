@@ -8,15 +8,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .results import grid
+from loadtests.verdicts import COLOURS
 
-VERDICT_STYLE = {"correct": "green", "lost-updates": "red", "diverges": "magenta", "leaks": "yellow",
-                 "error": "bold red", "any": "dim"}
+from .results import grid
 
 
 def styled(label: str) -> str:
     first = label.split("+")[0]
-    return f"[{VERDICT_STYLE.get(first, 'white')}]{label}[/]"
+    return f"[{COLOURS.get(first, 'white')}]{label}[/]"
 
 
 class TerminalReport:
