@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup, escape
 
 from loadtests.verdicts import ANY, ERROR, VERDICTS
 from loadtests.verdicts import COLOURS as VERDICT_COLOURS
@@ -388,6 +389,7 @@ def _environment() -> jinja2.Environment:
     env.globals["verdict_css"] = verdict_css()
     env.globals["verdicts"] = VERDICTS
     env.filters["num"] = _num
+    env.filters["breakable"] = _breakable
     env.filters["pct"] = lambda v: f"{100 * v:.0f}%" if isinstance(v, int | float) else ""
     env.filters["pretty"] = lambda v: json.dumps(v, indent=1, default=str)
     env.filters["yesno"] = lambda v: "-" if v is None or isinstance(v, jinja2.Undefined) else "yes" if v else "NO"
@@ -399,6 +401,15 @@ def verdict_css() -> str:
     _style.css reads them, so the page's colours are those of loadtests/verdicts.py."""
     props = "".join(f"\n  --v-{v.word}: {v.colour}; --v-{v.word}-tint: {v.tint};" for v in VERDICTS.values())
     return f":root {{{props}\n}}"
+
+
+def _breakable(label) -> Markup:
+    """A verdict label that may wrap after a '+' (lost-updates+<wbr>diverges) but never inside a word."""
+    words = str(label).split("+")
+    if len(words) < 2:
+        return escape(label)
+    inner = Markup("+<wbr>").join(Markup('<span class="vw">{}</span>').format(w) for w in words)
+    return Markup('<span class="vws">{}</span>').format(inner)
 
 
 def _num(value, digits: int = 0) -> str:
