@@ -138,7 +138,7 @@ class VerdictGrid:
 
     def narrow(self) -> Group:
         short = short_names(self.scenarios)
-        table = Table(title=self.title, box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
+        table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)  # the title goes above, unfolded
         table.add_column("strategy", no_wrap=True)
         for s in self.scenarios:
             table.add_column(short[s], no_wrap=True)
@@ -156,7 +156,8 @@ class VerdictGrid:
         headers = [Text.assemble((short[s], "bold"), f" {s}") for s in self.scenarios]
         words = [Text.assemble(glyphs([w]), f" {w}") for w in (*MATRIX_WORDS, ANY)]
         words += [Text.assemble((MISMATCH, "bold red"), " differs from expected"), Text(f"{WANTED} expected")]
-        return Group(table, Columns(headers, padding=(0, 3)), Columns(words, padding=(0, 3)))
+        return Group(Text(self.title, style="table.title"), table, Columns(headers, padding=(0, 3)),
+                     Columns(words, padding=(0, 3)))
 
 
 def glyphs(words) -> Text:
