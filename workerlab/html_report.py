@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from loadtests.verdicts import ANY, ERROR, VERDICTS
 from loadtests.verdicts import COLOURS as VERDICT_COLOURS
@@ -405,11 +405,10 @@ def verdict_css() -> str:
 
 def _breakable(label) -> Markup:
     """A verdict label that may wrap after a '+' (lost-updates+<wbr>diverges) but never inside a word."""
-    words = str(label).split("+")
+    words = [Markup('<span class="vw">{}</span>').format(w) for w in str(label).split("+")]
     if len(words) < 2:
-        return escape(label)
-    inner = Markup("+<wbr>").join(Markup('<span class="vw">{}</span>').format(w) for w in words)
-    return Markup('<span class="vws">{}</span>').format(inner)
+        return words[0]
+    return Markup('<span class="vws">{}</span>').format(Markup("+<wbr>").join(words))
 
 
 def _num(value, digits: int = 0) -> str:
