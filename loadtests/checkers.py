@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from .history import ok, process_of
+from .verdicts import CORRECT, DIVERGES, ERROR, LEAKS, LOST_UPDATES
 
 MAX_EXAMPLES = 3
 
@@ -42,7 +43,7 @@ class CheckResult:
 
 
 def _verdict(words: set[str]) -> frozenset[str]:
-    return frozenset(words) if words else frozenset({"correct"})
+    return frozenset(words) if words else frozenset({CORRECT})
 
 
 def _brief(entry: dict) -> dict:
@@ -98,7 +99,7 @@ def check_counter(history: list[dict]) -> CheckResult:
     diverges = len(final_values) > 1 or level_but_separate
 
     if diverges:
-        words.add("diverges")
+        words.add(DIVERGES)
         lost = sum(max(0, acks_by_process.get(p, 0) - v) for p, v in final_by_process.items())
         final = None
         examples.append({"final_reads": dict(sorted(final_by_process.items())[:8])})
@@ -113,9 +114,9 @@ def check_counter(history: list[dict]) -> CheckResult:
             examples.append({"final_read": _brief(finals[-1]), "acknowledged": len(acks)})
     # One shared counter never hands out a value twice; per-process counters may, across processes.
     if lost or duplicates_in_process or (duplicates and not diverges):
-        words.add("lost-updates")
+        words.add(LOST_UPDATES)
     if errors:
-        words.add("error")
+        words.add(ERROR)
         examples.extend(_brief(e) for e in errors[:MAX_EXAMPLES])
     if duplicates:
         dup_values = [v for v, c in value_counts.items() if c > 1][:MAX_EXAMPLES]
@@ -173,18 +174,18 @@ def check_sessions(history: list[dict]) -> CheckResult:
     words: set[str] = set()
     examples: list[dict] = []
     if leaks:
-        words.add("leaks")
+        words.add(LEAKS)
         examples.extend(_brief(e) for e in leaks[:MAX_EXAMPLES])
     if diverged_users:
-        words.add("diverges")
+        words.add(DIVERGES)
         c = diverged_users[0]
         examples.append({"client": c, "values": [(e["value"], process_of(e)) for e in by_client[c]][:12]})
     if wrong_users:
-        words.add("lost-updates")
+        words.add(LOST_UPDATES)
         c = wrong_users[0]
         examples.append({"client": c, "values": [e["value"] for e in by_client[c]][:20]})
     if errors:
-        words.add("error")
+        words.add(ERROR)
         examples.extend(_brief(e) for e in errors[:MAX_EXAMPLES])
     counts = {
         "attempted": len(load),
@@ -207,10 +208,10 @@ def check_isolation(history: list[dict]) -> CheckResult:
     words: set[str] = set()
     examples: list[dict] = []
     if leaks:
-        words.add("leaks")
+        words.add(LEAKS)
         examples.extend(_brief(e) for e in leaks[:MAX_EXAMPLES])
     if errors:
-        words.add("error")
+        words.add(ERROR)
         examples.extend(_brief(e) for e in errors[:MAX_EXAMPLES])
     counts = {
         "attempted": len(load),

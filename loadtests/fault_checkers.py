@@ -33,12 +33,11 @@ from collections import Counter, defaultdict
 
 from .checkers import MAX_EXAMPLES, CheckResult, _brief, realtime_violations
 from .history import ok, process_of
-
-FAULT_WORDS = ("survives", "resets", "loses-acked-writes", "over-counts", "leaks", "unavailable")
+from .verdicts import LEAKS, LOSES_ACKED_WRITES, OVER_COUNTS, RESETS, SURVIVES, UNAVAILABLE
 
 
 def _verdict(words: set[str]) -> frozenset[str]:
-    return frozenset(words) if words else frozenset({"survives"})
+    return frozenset(words) if words else frozenset({SURVIVES})
 
 
 def outage(history: list[dict], fault_at: float) -> dict:
@@ -83,7 +82,7 @@ def check_counter_fault(history: list[dict], *, scope: str, fault_at: float, mom
         "first_value_after_fault": after[0]["value"] if after else None,
     }
     if not finals:
-        words.add("unavailable")
+        words.add(UNAVAILABLE)
         notes.append("no final read answered after the fault")
         lost = None
     elif scope == "store":
@@ -93,11 +92,11 @@ def check_counter_fault(history: list[dict], *, scope: str, fault_at: float, mom
         lost = max(0, len(acks) - final)
         counts["final"] = final
         if final > len(load):
-            words.add("over-counts")
+            words.add(OVER_COUNTS)
             notes.append(f"final value {final} exceeds the {len(load)} attempted increments")
         if lost:
             resets = moment and acked_before > 0 and lost >= acked_before
-            words.add("resets" if resets else "loses-acked-writes")
+            words.add(RESETS if resets else LOSES_ACKED_WRITES)
             examples.append({"final_read": _brief(finals[-1]), "acknowledged": len(acks)})
     elif scope == "process":
         acks_by_process = Counter(process_of(e) for e in acks)
@@ -127,10 +126,10 @@ def check_counter_fault(history: list[dict], *, scope: str, fault_at: float, mom
         if unknown:
             notes.append(f"{len(unknown)} live process(es) did not answer the final reads; their counts are not judged")
         if died:
-            words.add("resets")
+            words.add(RESETS)
             examples.append({"died_holding": dict(sorted(died.items())[:4])})
         if lost - sum(died.values()) > 0:
-            words.add("loses-acked-writes")
+            words.add(LOSES_ACKED_WRITES)
     else:
         raise ValueError(f"scope {scope!r}: store or process")
     counts["lost"] = lost
@@ -173,15 +172,15 @@ def check_sessions_fault(history: list[dict], *, fault_at: float) -> CheckResult
     reset_users = sorted(set(reset_users))
     stepped_back = sorted(set(stepped_back) - set(reset_users))
     if reset_users:
-        words.add("resets")
+        words.add(RESETS)
     if stepped_back:
-        words.add("loses-acked-writes")
+        words.add(LOSES_ACKED_WRITES)
     if leaks:
-        words.add("leaks")
+        words.add(LEAKS)
         examples.extend(_brief(e) for e in leaks[:MAX_EXAMPLES])
     acks = [e for e in load if ok(e)]
     if load and not any(e["complete"] >= fault_at for e in acks):
-        words.add("unavailable")
+        words.add(UNAVAILABLE)
     counts = {
         "attempted": len(load),
         "acknowledged": len(acks),

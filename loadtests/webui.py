@@ -38,13 +38,11 @@ from locust import events  # noqa: E402
 
 from loadtests.checkers import CHECKERS, check  # noqa: E402
 from loadtests.history import process_of  # noqa: E402
+from loadtests.verdicts import COLOURS, format_verdict  # noqa: E402
 
 TAB_KEY = "verdict"
 FINAL_READ_CONCURRENCY = 16  # as the driver does: fresh connections, many at once, straight to each instance
 FINAL_READ_MAX = 480
-VERDICT_WORDS = ("correct", "lost-updates", "diverges", "leaks", "error")
-VERDICT_COLOURS = {"correct": "#2e7d32", "lost-updates": "#c62828", "diverges": "#8e24aa", "leaks": "#ef6c00",
-                   "error": "#424242"}
 
 # What each checker count means, for the table.
 MEANINGS = {
@@ -64,10 +62,6 @@ MEANINGS = {
     "users_diverged": "users whose count restarted in each process",
     "leaked_responses": "responses that carried another request's or user's data",
 }
-
-
-def format_verdict(verdict) -> str:
-    return "+".join(w for w in VERDICT_WORDS if w in verdict) or "?"
 
 
 class LiveVerdict:
@@ -328,7 +322,7 @@ def _on_init(environment, **_kwargs):
     @web_ui.auth_required_if_enabled
     def _verdict_page():
         label = html.escape(live.snapshot()["label"])
-        return PAGE.replace("__LABEL__", label).replace("__COLOURS__", json.dumps(VERDICT_COLOURS))
+        return PAGE.replace("__LABEL__", label).replace("__COLOURS__", json.dumps(COLOURS))
 
     @events.test_start.add_listener
     def _on_test_start(environment, **_kw):

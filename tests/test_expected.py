@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from workerlab.expected import VERDICT_WORDS, expect, expectation_for
+from loadtests.verdicts import MATRIX_WORDS
+from workerlab.expected import expect, expectation_for
 from workerlab.strategies import STRATEGIES
 
 
@@ -10,7 +11,7 @@ def test_every_cell_has_a_declared_verdict_and_reason(scenarios):
     for strategy in STRATEGIES:
         for scenario in scenarios.values():
             e = expect(strategy, scenario)
-            assert e.verdict and e.verdict <= set(VERDICT_WORDS), (strategy, scenario.name)
+            assert e.verdict and e.verdict <= set(MATRIX_WORDS), (strategy, scenario.name)
             assert len(e.reason) > 10
 
 

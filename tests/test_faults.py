@@ -12,6 +12,7 @@ import os
 import pytest
 
 from loadtests.fault_checkers import check_counter_fault, check_sessions_fault
+from loadtests.verdicts import ANY, FAULT_WORDS
 from workerlab.faults import FAULT_STRATEGIES, FAULTS, QUICK, LoadShape, expect_fault, run_faults
 
 SMALL = LoadShape(users=6, per_user_rps=25, seconds=2.2, at_s=1.3)
@@ -94,6 +95,7 @@ def test_every_fault_and_strategy_has_an_expectation_with_a_reason(scenarios):
             for strategy in FAULT_STRATEGIES:
                 e = expect_fault(strategy, fault, scenario)
                 assert e.reason
+                assert e.verdict is None or e.verdict <= {ANY, *FAULT_WORDS}, (strategy, fault.name, e.verdict)
     dev = scenarios["dev-single"]
     assert expect_fault("naive-global", FAULTS["worker-kill"], dev).verdict is None  # no gunicorn worker to kill
     assert expect_fault("naive-global", FAULTS["worker-kill"], scenarios["gthread-2x8"]).label == "any"

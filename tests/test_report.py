@@ -8,6 +8,7 @@ The fixture (tests/fixtures/results-sample/results.json) came from
 from __future__ import annotations
 
 import copy
+import io
 import json
 import re
 import shutil
@@ -122,7 +123,7 @@ def test_mismatch_is_marked(rendered):
     bad = [c for c in cells if "mismatch" in c["class"].split()]
     assert [(c["data-strategy"], c["data-scenario"]) for c in bad] == [("redis-incr", "gevent-x1")]
     assert VERDICT_TINTS["lost-updates"] in bad[0]["style"]
-    assert "≠ want correct" in text
+    assert "≠ want correct" in re.sub(r"<[^>]+>", "", text)
     assert "1 differ" in text
     assert "td.cell.mismatch { border: 3px solid var(--bad)" in text
 
@@ -247,3 +248,94 @@ def test_fixture_copy_rerenders_identically_but_for_the_time(tmp_path):
     second = render_report(run).read_text()
     strip = re.compile(r"at \d{4}-\d\d-\d\dT[\d:]+\+00:00\.")
     assert strip.sub("", first) == strip.sub("", second)
+
+
+# -- the terminal grid and the Markdown grid ------------------------------------------------------------------------
+def full_matrix(sample: dict) -> dict:
+    """The sample's run spread over every scenario and strategy (each cell observed as declared), with two
+    mismatches, one of them of four words: the widest grid the terminal has to show."""
+    from workerlab.expected import expect
+    from workerlab.scenarios import load_scenarios
+    from workerlab.strategies import STRATEGIES
+
+    data = copy.deepcopy(sample)
+    template = data["cells"][0]
+    scenarios = load_scenarios()
+    data["scenarios"] = {n: {"description": s.description, "error": None} for n, s in scenarios.items()}
+    data["cells"] = []
+    for strategy in STRATEGIES:
+        for name, scenario in scenarios.items():
+            e = expect(strategy, scenario)
+            data["cells"].append({**copy.deepcopy(template), "scenario": name, "strategy": strategy, "match": True,
+                                  "expected": {"verdict": sorted(e.verdict), "label": e.label, "reason": e.reason},
+                                  "observed": {"verdict": sorted(e.verdict), "label": e.label}})
+    by = {(c["strategy"], c["scenario"]): c for c in data["cells"]}
+    by[("redis-incr", "gevent-x1")].update(match=False,
+                                           observed={"verdict": ["lost-updates"], "label": "lost-updates"})
+    words = ["diverges", "error", "leaks", "lost-updates"]
+    by[("server-session-redis-same-user", "scale-out-3")].update(
+        match=False, observed={"verdict": words, "label": "lost-updates+diverges+leaks+error"})
+    return data
+
+
+def terminal(renderable, width: int) -> list[str]:
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text().splitlines()
+
+
+def test_terminal_grid_is_readable_at_80_columns(sample):
+    from workerlab.report import short_names, verdict_grid
+
+    data = full_matrix(sample)
+    lines = terminal(verdict_grid(data), 80)
+    text = "\n".join(lines)
+    assert "…" not in text  # no cell, header or name cut short
+    assert max(len(line) for line in lines) <= 80
+    header = next(line for line in lines if line.lstrip().startswith("strategy"))
+    short = short_names(list(data["scenarios"]))
+    assert header.split() == ["strategy", *short.values()]  # every column has its header, in order
+    for name, key in short.items():  # and the legend says which scenario it is
+        assert re.search(rf"(^|\s){re.escape(key)} {re.escape(name)}(\s|$)", text, re.M), (key, name)
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.split() and line.split()[0] in
+            {c["strategy"] for c in data["cells"]}}
+    assert len(rows) == 29 and all(len(cells) == 10 for cells in rows.values())
+    assert rows["naive-global"] == ["✓", "L", "L", "✓", "D", "LD", "L", "LD", "L", "LD"]
+    assert rows["redis-incr"][6] == "!L"  # observed lost-updates where correct was expected ...
+    assert "≠✓" in lines[lines.index(next(x for x in lines if x.startswith(" redis-incr"))) + 1]  # ... shown below
+    assert rows["server-session-redis-same-user"][9] == "!LDXE"
+    for word, glyph in (("correct", "✓"), ("lost-updates", "L"), ("diverges", "D"), ("leaks", "X"), ("error", "E")):
+        assert f"{glyph} {word}" in text
+
+
+def test_terminal_grid_shows_full_words_when_wide(sample):
+    from workerlab.report import verdict_grid
+
+    data = full_matrix(sample)
+    text = "\n".join(terminal(verdict_grid(data), 300))
+    assert "…" not in text
+    assert "lost-updates+diverges" in text and "!! lost-updates" in text and "want correct" in text
+    for name in data["scenarios"]:
+        assert f" {name} " in text
+    # the sample's two scenarios fit 80 columns in words
+    small = "\n".join(terminal(verdict_grid(sample), 80))
+    assert "lost-updates" in small and "sync-x4" in small and "…" not in small
+
+
+def test_short_names_are_short_and_unique():
+    from workerlab.report import short_names
+
+    assert short_names(["sync-x4", "gthread-2x8", "scale-out-3", "gevent-unpatched", "dev-single"]) == {
+        "sync-x4": "sx4", "gthread-2x8": "g2x8", "scale-out-3": "so3", "gevent-unpatched": "gu", "dev-single": "ds"}
+    assert short_names(["gevent-x1", "gthread-x1"]) == {"gevent-x1": "gex1", "gthread-x1": "gtx1"}
+    assert short_names(["a-b", "a_b"]) == {"a-b": "1", "a_b": "2"}  # no unique short form: numbered
+
+
+def test_markdown_grid_keeps_full_words(sample):
+    from workerlab.results import markdown
+
+    text = markdown(mismatched(sample))
+    assert "| strategy | sync-x4 | gevent-x1 |\n|---|---|---|\n| naive-global | diverges | lost-updates |\n" in text
+    assert "| redis-incr | correct | !! lost-updates ≠ correct |\n" in text

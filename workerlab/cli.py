@@ -29,10 +29,9 @@ from .report import TerminalReport, styled, throughput_table, verdict_grid
 from .report_cli import report
 from .scenarios import UnknownName, load_scenarios, pick
 from .stack import NativeStack, missing_binaries
-from .strategies import STRATEGIES
+from .strategies import RACE_WINDOWS, STRATEGIES
 from .ui_cli import ui
 
-RACE_WINDOWS = ("none", "yield", "io")
 SIDECARS = ("redis", "memcached", "manager")
 QUICK_REQUESTS = 300
 QUICK_USERS = 20

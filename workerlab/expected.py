@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from loadtests.verdicts import ANY, CORRECT, DIVERGES, ERROR, LEAKS, LOST_UPDATES, format_verdict
+
 from .scenarios import Scenario
 
-CORRECT = frozenset({"correct"})
-VERDICT_WORDS = ("correct", "lost-updates", "diverges", "leaks", "error")
+CORRECT_VERDICT = frozenset({CORRECT})
 
 
 @dataclass(frozen=True)
@@ -30,42 +31,36 @@ class Expectation:
         return format_verdict(self.verdict)
 
 
-def format_verdict(verdict) -> str:
-    if "any" in verdict:
-        return "any"
-    return "+".join(w for w in VERDICT_WORDS if w in verdict) or "?"
-
-
 def _v(*words: str) -> frozenset[str]:
-    return frozenset(words) if words else CORRECT
+    return frozenset(words) if words else CORRECT_VERDICT
 
 
 def in_process(s: Scenario, *, lock: bool = False, atomic_in_process: bool = False) -> Expectation:
     """State in a module global of each process (naive global, locked global, SimpleCache)."""
     if s.forks_per_request:
-        return Expectation(_v("lost-updates"), "each request runs in a fresh fork whose increment dies with it")
+        return Expectation(_v(LOST_UPDATES), "each request runs in a fresh fork whose increment dies with it")
     words = []
     reasons = []
     c = s.in_process_concurrency
     if c == "greenlets-unpatched" and lock:
         return Expectation(
-            _v("error"), "a real Lock held by a yielding greenlet blocks the whole thread: acquire times out", True
+            _v(ERROR), "a real Lock held by a yielding greenlet blocks the whole thread: acquire times out", True
         )
     if c != "none" and not lock and not atomic_in_process:
-        words.append("lost-updates")
+        words.append(LOST_UPDATES)
         reasons.append(f"{c} interleave between read and write")
     if s.processes > 1:
-        words.append("diverges")
+        words.append(DIVERGES)
         reasons.append(f"each of {s.processes} processes counts on its own")
     if not words:
         if c == "none":
-            return Expectation(CORRECT, "one request at a time in one process")
-        return Expectation(CORRECT, "one process, and the lock (or cache lock) serializes the update")
-    return Expectation(_v(*words), "; ".join(reasons), rests_on_window="lost-updates" in words)
+            return Expectation(CORRECT_VERDICT, "one request at a time in one process")
+        return Expectation(CORRECT_VERDICT, "one process, and the lock (or cache lock) serializes the update")
+    return Expectation(_v(*words), "; ".join(reasons), rests_on_window=LOST_UPDATES in words)
 
 
 def shared_atomic(s: Scenario, store: str) -> Expectation:
-    return Expectation(CORRECT, f"{store} does the increment atomically in one place")
+    return Expectation(CORRECT_VERDICT, f"{store} does the increment atomically in one place")
 
 
 def shared_racy(s: Scenario, store: str, *, yields_in_process: bool = True) -> Expectation:
@@ -76,10 +71,10 @@ def shared_racy(s: Scenario, store: str, *, yields_in_process: bool = True) -> E
     if multi or in_proc:
         who = "processes" if multi else c
         reason = f"{who} read the same {store} value and both write +1"
-        return Expectation(_v("lost-updates"), reason, in_proc and not multi)
+        return Expectation(_v(LOST_UPDATES), reason, in_proc and not multi)
     if c != "none" and not yields_in_process:
-        return Expectation(CORRECT, f"nothing in the {store} round trip yields in this worker, and one process")
-    return Expectation(CORRECT, "one request at a time, so read-then-write never interleaves")
+        return Expectation(CORRECT_VERDICT, f"nothing in the {store} round trip yields in this worker, and one process")
+    return Expectation(CORRECT_VERDICT, "one request at a time, so read-then-write never interleaves")
 
 
 def _io_yields(s: Scenario, kind: str) -> bool:
@@ -94,10 +89,10 @@ def _io_yields(s: Scenario, kind: str) -> bool:
 
 def _session_in_process(s: Scenario) -> Expectation:
     if s.forks_per_request:
-        return Expectation(_v("diverges"), "every request runs in a fresh fork with the parent's empty dict")
+        return Expectation(_v(DIVERGES), "every request runs in a fresh fork with the parent's empty dict")
     if s.processes > 1:
-        return Expectation(_v("diverges"), f"each of {s.processes} processes keeps its own dict")
-    return Expectation(CORRECT, "one dict, and one user's requests come one at a time")
+        return Expectation(_v(DIVERGES), f"each of {s.processes} processes keeps its own dict")
+    return Expectation(CORRECT_VERDICT, "one dict, and one user's requests come one at a time")
 
 
 def expect(strategy: str, s: Scenario) -> Expectation:
@@ -119,7 +114,7 @@ def expect(strategy: str, s: Scenario) -> Expectation:
     if strategy == "mp-manager":
         if s.in_process_concurrency == "greenlets":
             return Expectation(
-                _v("error"), "multiprocessing's Connection reads a socket gevent made non-blocking: EAGAIN"
+                _v(ERROR), "multiprocessing's Connection reads a socket gevent made non-blocking: EAGAIN"
             )
         return shared_atomic(s, "the manager server (under its lock)")
     if strategy in ("redis-get-set", "cache-redis-get-set"):
@@ -136,30 +131,30 @@ def expect(strategy: str, s: Scenario) -> Expectation:
     if strategy in ("server-session-redis-same-user", "server-session-fs-same-user"):
         return shared_racy(s, "session")
     if strategy in ("cookie-session", "server-session-redis", "server-session-fs"):
-        return Expectation(CORRECT, "the session belongs to one user, whose requests come one at a time")
+        return Expectation(CORRECT_VERDICT, "the session belongs to one user, whose requests come one at a time")
     if strategy == "cookie-session-big":
         return Expectation(
-            _v("lost-updates"), "past 4096 bytes the browser drops the cookie, and the state stops advancing"
+            _v(LOST_UPDATES), "past 4096 bytes the browser drops the cookie, and the state stops advancing"
         )
     if strategy == "session-dict":
         return _session_in_process(s)
     if strategy in ("iso-request", "iso-contextvar", "iso-flask-g"):
-        return Expectation(CORRECT, "kept per request in a context variable, per thread and per greenlet")
+        return Expectation(CORRECT_VERDICT, "kept per request in a context variable, per thread and per greenlet")
     if strategy == "iso-thread-local":
         if s.in_process_concurrency == "greenlets-unpatched":
-            return Expectation(_v("leaks"), "unpatched threading.local is shared by all greenlets of the thread", True)
-        return Expectation(CORRECT, "one value per thread (per greenlet when gevent patched threading)")
+            return Expectation(_v(LEAKS), "unpatched threading.local is shared by all greenlets of the thread", True)
+        return Expectation(CORRECT_VERDICT, "one value per thread (per greenlet when gevent patched threading)")
     if strategy == "iso-module-global":
         if s.in_process_concurrency != "none":
             return Expectation(
-                _v("leaks"), f"concurrent requests ({s.in_process_concurrency}) overwrite one global", True
+                _v(LEAKS), f"concurrent requests ({s.in_process_concurrency}) overwrite one global", True
             )
-        return Expectation(CORRECT, "only one request per process at a time")
+        return Expectation(CORRECT_VERDICT, "only one request per process at a time")
     raise KeyError(f"no expected verdict declared for strategy {strategy!r}")
 
 
 def expectation_for(strategy: str, s: Scenario, race_window: str) -> Expectation:
     e = expect(strategy, s)
     if race_window != "yield" and e.rests_on_window:
-        return Expectation(frozenset({"any"}), f"not judged: rests on the 'yield' race window ({e.reason})")
+        return Expectation(frozenset({ANY}), f"not judged: rests on the 'yield' race window ({e.reason})")
     return e

@@ -20,15 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
 
-SCHEMA = "worker-lab/results/v1"
+from loadtests.verdicts import ANY, ERROR, VERDICTS
+from loadtests.verdicts import COLOURS as VERDICT_COLOURS
+from loadtests.verdicts import MATRIX_WORDS as VERDICT_WORDS
+from loadtests.verdicts import TINTS as VERDICT_TINTS
+
+from .results import SCHEMA
+from .runfile import write_atomic
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-VERDICT_WORDS = ("correct", "lost-updates", "diverges", "leaks", "error")
-# Same hues as the terminal's (report.VERDICT_STYLE): strong for text and bars, pale for cell backgrounds.
-VERDICT_COLOURS = {"correct": "#2e7d32", "lost-updates": "#c62828", "diverges": "#8e24aa", "leaks": "#ef6c00",
-                   "error": "#37474f", "any": "#9e9e9e"}
-VERDICT_TINTS = {"correct": "#c8e6c9", "lost-updates": "#ffcdd2", "diverges": "#e1bee7", "leaks": "#ffe0b2",
-                 "error": "#b0bec5", "any": "#eeeeee"}
 HEADLINE_COUNTS = ("lost", "duplicates", "leaked_responses", "users_wrong_sequence", "users_diverged", "errors",
                    "realtime_violations", "distinct_final_values")
 CEILING_STYLES = ("--", "-.", ":", (0, (5, 1, 1, 1)))
@@ -77,8 +79,8 @@ def verdict_words(cell: dict | None, side: str = "observed") -> list[str]:
     if not cell:
         return []
     words = (cell.get(side) or {}).get("verdict") or []
-    if "any" in words:
-        return ["any"]
+    if ANY in words:
+        return [ANY]
     return [w for w in VERDICT_WORDS if w in words] or list(words)
 
 
@@ -137,7 +139,7 @@ def cell_view(cell: dict) -> dict:
         "reason": (cell.get("expected") or {}).get("reason") or "",
         "match": bool(cell.get("match")),
         "error": cell.get("error"),
-        "background": cell_background(["error"] if cell.get("error") else observed),
+        "background": cell_background([ERROR] if cell.get("error") else observed),
         "evidence": evidence(cell),
         "counts": cell.get("counts") or {},
         "examples": cell.get("examples") or [],
@@ -288,7 +290,7 @@ def chart_cells(data: dict, found: list[Ceiling]) -> str | None:
             ys.append(j)
             widths.append(t.get("rps") or 0)
             words = verdict_words(c) if c else []
-            colours.append(VERDICT_COLOURS.get("error" if (c or {}).get("error") else (words or ["any"])[0]))
+            colours.append(VERDICT_COLOURS.get(ERROR if (c or {}).get("error") else (words or [ANY])[0]))
             hatches.append("///" if t.get("generator_bound") else "")
         bars = ax.barh(ys, widths, color=colours, height=0.7)
         for bar, hatch in zip(bars, hatches, strict=True):
@@ -384,11 +386,29 @@ def chart_compare(a: dict, b: dict) -> str | None:
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
                              lstrip_blocks=True)
+    env.globals["verdict_css"] = verdict_css()
+    env.globals["verdicts"] = VERDICTS
     env.filters["num"] = _num
+    env.filters["breakable"] = _breakable
     env.filters["pct"] = lambda v: f"{100 * v:.0f}%" if isinstance(v, int | float) else ""
     env.filters["pretty"] = lambda v: json.dumps(v, indent=1, default=str)
     env.filters["yesno"] = lambda v: "-" if v is None or isinstance(v, jinja2.Undefined) else "yes" if v else "NO"
     return env
+
+
+def verdict_css() -> str:
+    """Each verdict's colour and tint as CSS custom properties (``--v-correct``, ``--v-correct-tint``, ...):
+    _style.css reads them, so the page's colours are those of loadtests/verdicts.py."""
+    props = "".join(f"\n  --v-{v.word}: {v.colour}; --v-{v.word}-tint: {v.tint};" for v in VERDICTS.values())
+    return f":root {{{props}\n}}"
+
+
+def _breakable(label) -> Markup:
+    """A verdict label that may wrap after a '+' (lost-updates+<wbr>diverges) but never inside a word."""
+    words = [Markup('<span class="vw">{}</span>').format(w) for w in str(label).split("+")]
+    if len(words) < 2:
+        return words[0]
+    return Markup('<span class="vws">{}</span>').format(Markup("+<wbr>").join(words))
 
 
 def _num(value, digits: int = 0) -> str:
@@ -442,9 +462,7 @@ def render_report(run_dir: Path) -> Path:
     file = results_path(Path(run_dir))
     data = load_results(file)
     out = file.parent / "report.html"
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(render_html(data), encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, render_html(data))
     return out
 
 

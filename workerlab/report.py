@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 
-from rich.console import Console
+from rich import box
+from rich.columns import Columns
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
+
+from loadtests.verdicts import ANY, COLOURS, MATRIX_WORDS, VERDICTS
 
 from .results import grid
 
-VERDICT_STYLE = {"correct": "green", "lost-updates": "red", "diverges": "magenta", "leaks": "yellow",
-                 "error": "bold red", "any": "dim"}
+MISMATCH = "!"  # before a narrow cell's glyphs: observed differs from expected
+WANTED = "≠"  # before the glyphs of what was expected, on the cell's second line
 
 
 def styled(label: str) -> str:
     first = label.split("+")[0]
-    return f"[{VERDICT_STYLE.get(first, 'white')}]{label}[/]"
+    return f"[{COLOURS.get(first, 'white')}]{label}[/]"
 
 
 class TerminalReport:
@@ -88,24 +96,97 @@ class TerminalReport:
         self.console.print(line, highlight=False)
 
 
-def verdict_grid(data: dict) -> Table:
-    scenarios, rows = grid(data)
-    table = Table(title=f"worker-lab verdicts - run {data['run_id']} ({data['status']}), race window "
-                        f"'{data['settings'].get('race_window')}'", show_lines=False)
-    table.add_column("strategy", no_wrap=True)
-    for s in scenarios:
-        table.add_column(s, no_wrap=True)
-    for strategy, cells in rows:
-        row = []
-        for c in cells:
-            if c is None:
-                row.append("")
-            elif c["match"]:
-                row.append(styled(c["observed"]["label"]))
-            else:
-                row.append(f"[bold red]!! {c['observed']['label']}[/]\n[dim]want {c['expected']['label']}[/]")
-        table.add_row(strategy, *row)
-    return table
+def verdict_grid(data: dict) -> VerdictGrid:
+    return VerdictGrid(data)
+
+
+class VerdictGrid:
+    """The matrix for the terminal, fitted to the console it is printed on: each cell's verdict in full
+    words when the whole table fits the width; otherwise one glyph per verdict word (legend below)
+    and a short header per scenario, so that ten scenarios fit 80 columns."""
+
+    def __init__(self, data: dict):
+        self.data = data
+        self.scenarios, self.rows = grid(data)
+
+    @property
+    def title(self) -> str:
+        return (f"worker-lab verdicts - run {self.data['run_id']} ({self.data['status']}), race window "
+                f"'{self.data['settings'].get('race_window')}'")
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        wide = self.wide()
+        natural = Measurement.get(console, options.update_width(10_000), wide).maximum
+        yield wide if natural <= options.max_width else self.narrow()
+
+    def wide(self) -> Table:
+        table = Table(title=self.title, show_lines=False)
+        table.add_column("strategy", no_wrap=True)
+        for s in self.scenarios:
+            table.add_column(s, no_wrap=True)
+        for strategy, cells in self.rows:
+            row = []
+            for c in cells:
+                if c is None:
+                    row.append("")
+                elif c["match"]:
+                    row.append(styled(c["observed"]["label"]))
+                else:
+                    row.append(f"[bold red]!! {c['observed']['label']}[/]\n[dim]want {c['expected']['label']}[/]")
+            table.add_row(strategy, *row)
+        return table
+
+    def narrow(self) -> Group:
+        short = short_names(self.scenarios)
+        table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)  # the title goes above, unfolded
+        table.add_column("strategy", no_wrap=True)
+        for s in self.scenarios:
+            table.add_column(short[s], no_wrap=True)
+        for strategy, cells in self.rows:
+            row = []
+            for c in cells:
+                if c is None:
+                    row.append(Text(""))
+                elif c["match"]:
+                    row.append(glyphs(c["observed"]["verdict"]))
+                else:
+                    row.append(Text.assemble((MISMATCH, "bold red"), glyphs(c["observed"]["verdict"]), "\n",
+                                             (WANTED, "dim"), glyphs(c["expected"]["verdict"])))
+            table.add_row(strategy, *row)
+        headers = [Text.assemble((short[s], "bold"), f" {s}") for s in self.scenarios]
+        words = [Text.assemble(glyphs([w]), f" {w}") for w in (*MATRIX_WORDS, ANY)]
+        words += [Text.assemble((MISMATCH, "bold red"), " differs from expected"), Text(f"{WANTED} expected")]
+        return Group(Text(self.title, style="table.title"), table, Columns(headers, padding=(0, 3)),
+                     Columns(words, padding=(0, 3)))
+
+
+def glyphs(words) -> Text:
+    """One glyph per verdict word, in the declared order, each in its word's colour."""
+    if ANY in words:
+        words = [ANY]
+    ordered = [w for w in MATRIX_WORDS if w in words] + sorted(w for w in words if w not in MATRIX_WORDS)
+    return Text.assemble(*((VERDICTS[w].glyph, COLOURS[w]) if w in VERDICTS else ("?", "") for w in ordered))
+
+
+def short_names(names: list[str]) -> dict[str, str]:
+    """A short, unique header per scenario: the first letter of each word of the name, numbers kept whole
+    (sync-x4 -> sx4, gthread-2x8 -> g2x8, scale-out-3 -> so3); names that would collide keep more letters."""
+    short: dict[str, str] = {}
+    for letters in range(1, max((len(n) for n in names), default=0) + 1):
+        pending = [n for n in names if n not in short]
+        if not pending:
+            break
+        candidates = {n: _abbreviation(n, letters) for n in pending}
+        taken = Counter([*candidates.values(), *short.values()])
+        short.update({n: c for n, c in candidates.items() if taken[c] == 1})
+    if len(set(short.values())) < len(names):  # only names that differ by their punctuation get here
+        return {n: str(i) for i, n in enumerate(names, 1)}
+    return {n: short[n] for n in names}
+
+
+def _abbreviation(name: str, letters: int) -> str:
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", name) if w]
+    return "".join(w if any(ch.isdigit() for ch in w) else w[:letters] for w in words) or name
 
 
 def throughput_table(data: dict) -> Table:

@@ -39,9 +39,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests.checkers import CheckResult
+from loadtests.verdicts import ANY, ERROR, format_verdict
 
 from . import interrupt, procs
-from .expected import Expectation, format_verdict
+from .expected import Expectation
+from .runfile import write_json
 
 SCHEMA = "worker-lab/results/v1"
 GENERATOR_BOUND_SHARE = 0.85  # of the one core a locust process can use
@@ -116,8 +118,8 @@ def _round(value: float | None) -> float | None:
 
 def cell_record(scenario: str, strategy, expectation: Expectation, check: CheckResult | None, *,
                 history_path: str | None, throughput_: dict | None, error: str | None = None) -> dict:
-    observed = check.verdict if check else frozenset({"error"})
-    match = "any" in expectation.verdict or observed == expectation.verdict
+    observed = check.verdict if check else frozenset({ERROR})
+    match = ANY in expectation.verdict or observed == expectation.verdict
     return {
         "scenario": scenario,
         "strategy": strategy.name,
@@ -192,9 +194,7 @@ class ResultsFile:
             "errors": sum(1 for c in cells if c["error"]),
         }
         with interrupt.shielded():
-            tmp = self.path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(self.data, indent=1))
-            os.replace(tmp, self.path)  # readers never see half a file
+            write_json(self.path, self.data)  # readers never see half a file
             (self.run_dir / "results.md").write_text(markdown(self.data))
 
 

@@ -19,9 +19,8 @@ from .procs import Child, StackError
 from .progress import phase
 from .scenarios import UnknownName, load_scenarios, pick
 from .stack import NativeStack, missing_binaries
-from .strategies import STRATEGIES
+from .strategies import RACE_WINDOWS, STRATEGIES
 
-RACE_WINDOWS = ("none", "yield", "io")
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 UI_START_TIMEOUT_S = 30.0
 

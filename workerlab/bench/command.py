@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -16,6 +15,7 @@ from ..matrix import new_run_dir
 from ..paths import RESULTS_DIR
 from ..progress import phase
 from ..results import now_iso
+from ..runfile import write_json
 from ..scenarios import Scenario, UnknownName, load_scenarios, pick
 from ..stack import find_binary, missing_binaries
 from .analysis import guard_analysis, noise, targets
@@ -66,12 +66,6 @@ def _finish_if_running(path: Path, data: dict) -> None:
         data["status"] = "interrupted" if interrupt.received() else "failed"
         data["finished"] = now_iso()
         write_json(path, data)
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 @click.command()

@@ -14,6 +14,7 @@ from loadtests.history import read_history
 
 from .. import procs
 from ..paths import ROOT
+from ..results import SCHEMA as RESULTS_SCHEMA
 
 
 def results_files(*results_dirs: Path) -> list[tuple[Path, dict]]:
@@ -24,7 +25,7 @@ def results_files(*results_dirs: Path) -> list[tuple[Path, dict]]:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if data.get("schema") == "worker-lab/results/v1" and any(
+        if data.get("schema") == RESULTS_SCHEMA and any(
                 (c.get("throughput") or {}).get("load_seconds") for c in data.get("cells", [])):
             found.append((path.stat().st_mtime, path, data))
     return [(path, data) for _, path, data in sorted(found, key=lambda f: f[:2])]

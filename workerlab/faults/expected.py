@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from loadtests.verdicts import ANY, ERROR, LEAKS, LOSES_ACKED_WRITES, LOST_UPDATES, RESETS, SURVIVES
+from loadtests.verdicts import format_fault_verdict as fault_label
+
 from ..expected import expect
 from ..scenarios import Scenario
 from .shim import c_compiler
@@ -21,11 +24,6 @@ class FaultExpectation:
         if self.verdict is None:
             return "n/a"
         return fault_label(self.verdict)
-
-
-def fault_label(verdict) -> str:
-    order = ("any", "survives", "resets", "loses-acked-writes", "over-counts", "leaks", "unavailable")
-    return "+".join(w for w in order if w in verdict) or "?"
 
 
 def _v(*words: str) -> frozenset[str]:
@@ -49,42 +47,42 @@ def expect_fault(strategy: str, fault: Fault, scenario: Scenario) -> FaultExpect
     if fault.host_crash and c_compiler() is None:
         return FaultExpectation(None, "needs a C compiler for the host-crash shim (apt-get install gcc)")
     base = expect(strategy, scenario)
-    confound = base.verdict & {"lost-updates", "leaks", "error"}
+    confound = base.verdict & {LOST_UPDATES, LEAKS, ERROR}
     if confound:
-        return FaultExpectation(_v("any"), f"not judged: the scenario alone already gives {'+'.join(sorted(confound))}"
+        return FaultExpectation(_v(ANY), f"not judged: the scenario alone already gives {'+'.join(sorted(confound))}"
                                            f" ({base.reason})")
     if fault.hits == "process":
         if where == "process":
-            return FaultExpectation(_v("resets"), PROCESS_RESET[fault.name])
+            return FaultExpectation(_v(RESETS), PROCESS_RESET[fault.name])
         if where == "cookie":
-            return FaultExpectation(_v("survives"), "the state travels in the user's cookie, not in the worker")
-        return FaultExpectation(_v("survives"), f"the state lives in {WHERE[where]}, outside the worker")
+            return FaultExpectation(_v(SURVIVES), "the state travels in the user's cookie, not in the worker")
+        return FaultExpectation(_v(SURVIVES), f"the state lives in {WHERE[where]}, outside the worker")
     if fault.hits == "sqlite":
-        return FaultExpectation(_v("survives"), "the killed transaction never committed and rolls back; "
+        return FaultExpectation(_v(SURVIVES), "the killed transaction never committed and rolls back; "
                                                 "every committed increment is in the WAL")
     if fault.hits == "nginx":
-        return FaultExpectation(_v("survives"), "nginx holds no state; old nginx workers finish their requests")
+        return FaultExpectation(_v(SURVIVES), "nginx holds no state; old nginx workers finish their requests")
     if fault.hits != where:
-        return FaultExpectation(_v("survives"), f"the state lives in {WHERE[where]}, not in {fault.hits}")
+        return FaultExpectation(_v(SURVIVES), f"the state lives in {WHERE[where]}, not in {fault.hits}")
     if fault.name == "redis-restart":
         what = ("users start again from 1 (one whose request spans the restart writes the whole session "
                 "back)") if scope == "session" else "the counter starts again from 0"
-        return FaultExpectation(_v("resets"), f"no persistence: redis comes back empty; {what}")
+        return FaultExpectation(_v(RESETS), f"no persistence: redis comes back empty; {what}")
     if fault.name == "redis-restart-aof-always":
-        return FaultExpectation(_v("survives"), "each write is fsynced to the append-only file before the reply")
+        return FaultExpectation(_v(SURVIVES), "each write is fsynced to the append-only file before the reply")
     if fault.name == "redis-restart-aof-everysec":
-        return FaultExpectation(_v("survives"), "a killed redis loses nothing it wrote: the kernel has it; only a "
+        return FaultExpectation(_v(SURVIVES), "a killed redis loses nothing it wrote: the kernel has it; only a "
                                                 "host crash loses the last second not yet fsynced")
     if fault.name == "redis-host-crash-aof-always":
-        return FaultExpectation(_v("survives"), "fsync before every reply: what a host crash loses was never "
+        return FaultExpectation(_v(SURVIVES), "fsync before every reply: what a host crash loses was never "
                                                 "acknowledged")
     if fault.name == "redis-host-crash-aof-everysec":
         what = "users step back" if scope == "session" else "the counter steps back"
-        return FaultExpectation(_v("loses-acked-writes"), f"a host crash loses what redis wrote but had not fsynced: "
+        return FaultExpectation(_v(LOSES_ACKED_WRITES), f"a host crash loses what redis wrote but had not fsynced: "
                                                           f"up to ~1 s of acknowledged writes; {what}")
     if fault.name == "memcached-restart":
-        return FaultExpectation(_v("resets"), "memcached keeps everything in memory: it comes back empty")
+        return FaultExpectation(_v(RESETS), "memcached keeps everything in memory: it comes back empty")
     if fault.name == "memcached-evict":
-        return FaultExpectation(_v("resets"), "filler writes push the counter key out of a 2 MB memcached (LRU); "
+        return FaultExpectation(_v(RESETS), "filler writes push the counter key out of a 2 MB memcached (LRU); "
                                               "the next incr finds nothing and starts again from 1")
     raise KeyError(f"no expected verdict for ({strategy}, {fault.name})")  # pragma: no cover

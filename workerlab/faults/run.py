@@ -18,7 +18,6 @@ Schema ``worker-lab/faults/v1``::
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ import psutil
 
 from loadtests.fault_checkers import check_counter_fault, check_sessions_fault
 from loadtests.history import process_of, read_history
+from loadtests.verdicts import ANY
 
 from .. import interrupt
 from ..matrix import new_run_dir
@@ -37,6 +37,7 @@ from ..paths import ROOT
 from ..procs import StackError, kill_session, spawn
 from ..progress import phase
 from ..results import now_iso, versions
+from ..runfile import write_json
 from ..scenarios import Scenario
 from ..stack import NativeStack
 from .expected import FaultExpectation, expect_fault, fault_label
@@ -130,7 +131,7 @@ class FaultRun:
 
     def record(self, scenario: Scenario, fault: Fault, strategy: str, expectation: FaultExpectation, *,
                result=None, info: dict | None = None, history: str | None = None, error: str | None = None) -> None:
-        judged = expectation.verdict is not None and "any" not in expectation.verdict
+        judged = expectation.verdict is not None and ANY not in expectation.verdict
         observed = result.verdict if result is not None else None
         match = (observed == expectation.verdict) if (judged and observed is not None and not error) else None
         if judged and error:
@@ -280,9 +281,7 @@ class FaultRun:
             "errors": sum(1 for c in cells if c["error"]),
             "skipped": sum(1 for c in cells if c["skipped"]),
         }
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        os.replace(tmp, self.path)
+        write_json(self.path, self.data)
         (self.run_dir / "faults.md").write_text(markdown(self.data))
 
 

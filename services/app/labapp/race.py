@@ -18,6 +18,8 @@ from __future__ import annotations
 import sys
 import time
 
+RACE_WINDOWS = ("none", "yield", "io")  # the modes above; LAB_RACE_WINDOW and the runner's --race-window
+
 
 def _gevent_running() -> bool:
     if "gevent" not in sys.modules:

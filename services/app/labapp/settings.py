@@ -10,7 +10,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
-RACE_WINDOWS = ("none", "yield", "io")
+from .race import RACE_WINDOWS
 
 
 @dataclass(frozen=True)
