@@ -232,4 +232,4 @@ def entry(args: list[str] | None = None) -> None:
     if interrupt.received() is None:
         phase("done")  # nothing is left to stop: a signal from here on only changes the exit status
     interrupt.announce(where)
-    sys.exit(interrupt.exit_status(code))
+    interrupt.exit_now(interrupt.exit_status(code))

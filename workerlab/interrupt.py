@@ -14,6 +14,7 @@ every process the lab started and ends the lab with 128 + the signal (130 or 143
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -92,6 +93,18 @@ def run_exit_hooks() -> None:
                 hook()
             except Exception as exc:  # noqa: BLE001 - the other hooks still run
                 print(f"worker-lab: while finishing: {exc!r}", file=sys.stderr)
+
+
+def exit_now(status: int) -> None:
+    """End the process with `status`, now: output flushed, no interpreter finalisation - during which
+    Python gives SIGINT back its default action, so a late second Ctrl-C would end the lab by the signal
+    instead of with the status it has decided. Everything the lab started is stopped by then."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def reset() -> None:
