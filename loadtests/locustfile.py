@@ -1,6 +1,6 @@
 """worker-lab's locust scenarios: one user class per kind of check.
 
-Run by the lab's driver (loadtests/drive.py) cell after cell, or by hand:
+Run by the lab's driver (loadtests/driver.py) cell after cell, or by hand:
 
     LAB_STRATEGY=naive-global locust -f loadtests/locustfile.py --host http://127.0.0.1:8080
 
@@ -20,6 +20,11 @@ from urllib.parse import urlsplit
 
 from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
+
+try:  # `locust -f loadtests/locustfile.py` loads this file outside the package, with its folder on sys.path
+    from .protocol import USER_CLASS_NAMES
+except ImportError:
+    from protocol import USER_CLASS_NAMES
 
 BROWSER_COOKIE_LIMIT = 4096  # RFC 6265 minimum that browsers keep; larger cookies are dropped
 
@@ -48,11 +53,13 @@ class Recorder:
         self.req_ids = itertools.count()
         self.enabled = True
         self.load_ok = 0  # load-phase answers with status 200, counted even when not recording (bench)
+        self.unanswered = 0  # requests still in flight when the cell ended (recorded as errors)
 
     def reset(self) -> None:
         self.entries = []
         self.load_count = 0
         self.load_ok = 0
+        self.unanswered = 0
         self.t0 = time.monotonic()
         self.req_ids = itertools.count()
 
@@ -73,6 +80,10 @@ class Cell:
     shared_cookie: str | None = None
     clients = itertools.count()
     path = os.environ.get("LAB_PATH", "/hello")  # what PathUser requests (the bench's plain-throughput cell)
+
+
+class Unanswered(Exception):
+    """A request still in flight when its cell ended (time limit): sent, never answered."""
 
 
 def make_entry(lab: dict, status: int, body, exception: BaseException | None = None) -> dict:
@@ -137,6 +148,7 @@ def record(request_type, name, response_time, response_length, response=None, co
         if lab["phase"] == "load":
             RECORDER.load_count += 1
             RECORDER.load_ok += status == 200
+        lab["recorded"] = True
         return
     body = None
     if response is not None and status:
@@ -145,6 +157,7 @@ def record(request_type, name, response_time, response_length, response=None, co
         except Exception:  # a body that is not JSON is itself the evidence
             body = None
     add_entry(make_entry(lab, status, body, exception))
+    lab["recorded"] = True  # (after make_entry copied it) LabUser.send: this request is accounted for
 
 
 class LabUser(FastHttpUser):
@@ -162,7 +175,13 @@ class LabUser(FastHttpUser):
                "invoke": RECORDER.now()}
         if sent is not None:
             lab["sent"] = sent
-        return self.client.get(path, name=f"{Cell.strategy}/{op}", headers=headers, context={"lab": lab})
+        try:
+            return self.client.get(path, name=f"{Cell.strategy}/{op}", headers=headers, context={"lab": lab})
+        finally:
+            if "recorded" not in lab:  # cut off (the cell ended, its greenlet killed): sent and never answered
+                RECORDER.unanswered += 1
+                if RECORDER.enabled:
+                    add_entry(make_entry(lab, 0, None, Unanswered("in flight when the cell ended")))
 
     def take_or_stop(self) -> None:
         if not Cell.budget.take():
@@ -236,13 +255,7 @@ class PathUser(LabUser):
         self.send("get", Cell.path)
 
 
-USER_CLASSES = {
-    "counter": CounterUser,
-    "same-user": SameUserUser,
-    "session": SessionUser,
-    "isolation": IsolationUser,
-    "path": PathUser,  # bench only: no checker judges it
-}
+USER_CLASSES = {check: globals()[name] for check, name in USER_CLASS_NAMES.items()}
 
 try:  # the live "Verdict" tab of locust's web UI (loadtests/webui.py); `locust -f` loads this file outside the package
     from . import webui  # noqa: E402,F401

@@ -1,7 +1,7 @@
 """A live "Verdict" tab in locust's web UI: the checkers run on what has been recorded so far.
 
 Loaded by the locustfile; it only acts when locust runs with its web UI (``events.init``
-with ``environment.web_ui``), so the lab's driver (loadtests/drive.py) is untouched.
+with ``environment.web_ui``), so the lab's driver (loadtests/driver.py) is untouched.
 
 It uses locust's web UI extension points:
 
@@ -37,12 +37,13 @@ if str(_ROOT) not in sys.path:  # locust loads the locustfile by path; the packa
 from locust import events  # noqa: E402
 
 from loadtests.checkers import CHECKERS, check  # noqa: E402
+from loadtests.final_reads import EveryProcessSeen  # noqa: E402
+from loadtests.final_reads import final_reads as read_until  # noqa: E402
 from loadtests.history import process_of  # noqa: E402
+from loadtests.protocol import READ_AT_REST  # noqa: E402
 from loadtests.verdicts import COLOURS, format_verdict  # noqa: E402
 
 TAB_KEY = "verdict"
-FINAL_READ_CONCURRENCY = 16  # as the driver does: fresh connections, many at once, straight to each instance
-FINAL_READ_MAX = 480
 
 # What each checker count means, for the table.
 MEANINGS = {
@@ -204,12 +205,10 @@ def _prepare_same_user(host: str, module) -> None:
 
 
 def final_reads(environment, live: LiveVerdict) -> None:
-    """After Stop: read the counter until every process seen under load answered (or the cap)."""
-    from gevent.pool import Pool
-
+    """After Stop: read the counter at rest until every process seen under load answered (or the cap)."""
     module = live.lab_module()
     kind = live.check_kind(module)
-    if kind not in ("counter", "same-user"):
+    if kind not in READ_AT_REST:
         return
     instances = [u for u in os.environ.get("LAB_INSTANCES", "").split(",") if u] or [environment.host]
     if not instances[0]:
@@ -217,23 +216,11 @@ def final_reads(environment, live: LiveVerdict) -> None:
     live.final_reads = "reading"
     headers = {"Cookie": module.Cell.shared_cookie} if kind == "same-user" and module.Cell.shared_cookie else {}
     query = "client=shared" if kind == "same-user" else f"key={module.Cell.key}"
-    path = f"/s/{module.Cell.strategy}/read?{query}"
     entries = module.RECORDER.entries
     seen = {process_of(e) for e in entries if e.get("status") == 200 and e.get("phase") == "load"}
-    answered: set[str] = set()
-    sent = 0
-    pool = Pool(FINAL_READ_CONCURRENCY * len(instances))
-    while sent < FINAL_READ_MAX and not seen <= answered:
-        before = len(entries)
-        for i in range(FINAL_READ_CONCURRENCY):
-            for url in instances:
-                pool.spawn(module.read_at_rest, url, path, headers, f"final{i}")
-        pool.join()
-        sent += FINAL_READ_CONCURRENCY * len(instances)
-        answered |= {process_of(e) for e in entries[before:] if e.get("status") == 200}
-        if not answered and sent >= 3 * FINAL_READ_CONCURRENCY:
-            break
-    live.final_reads = f"done: {sent} reads, {len(answered)} of {len(seen)} processes answered"
+    reads = read_until(module.read_at_rest, entries, instances, f"/s/{module.Cell.strategy}/read?{query}", headers,
+                       EveryProcessSeen(seen))
+    live.final_reads = f"done: {reads.sent} reads, {len(reads.answered)} of {len(seen)} processes answered"
 
 
 PAGE = """<!doctype html>

@@ -145,7 +145,7 @@ def test_lab_figures_without_history_use_the_driver_counts():
 def test_runner_listeners_do_not_pile_up_cell_after_cell():
     """Each locust runner adds listeners to the shared events; the driver drops them before every cell."""
     code = (
-        "from loadtests import drive\n"
+        "from loadtests import driver as drive\n"
         "from locust.env import Environment\n"
         "from loadtests.locustfile import PathUser\n"
         "sizes = []\n"

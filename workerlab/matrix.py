@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,12 +9,13 @@ from pathlib import Path
 
 from loadtests.checkers import check
 from loadtests.history import read_history
+from loadtests.protocol import CellPlan, Plan
 
 from . import interrupt
 from .compose_stack import ComposeStack
+from .driver import DriverSession
 from .expected import expectation_for
-from .paths import ROOT
-from .procs import StackError, kill_session, spawn
+from .procs import StackError
 from .progress import phase
 from .results import ResultsFile, cell_record, throughput
 from .scenarios import Scenario
@@ -65,7 +63,6 @@ class Matrix:
         self.report = report
         self.results = ResultsFile(run_dir, {**settings.as_dict(), "scenarios": list(scenarios),
                                              "strategies": list(strategies)}, scenarios, planned=self.total_cells)
-        self.driver: subprocess.Popen | None = None
 
     @property
     def time_limit(self) -> float:
@@ -91,9 +88,7 @@ class Matrix:
                 self.run_scenario(scenario)
             status = "complete"
         finally:
-            with interrupt.shielded():
-                self.stop_driver()
-                self.results.finish("interrupted" if interrupt.received() else status)
+            self.results.finish("interrupted" if interrupt.received() else status)
         return self.results.data
 
     def run_scenario(self, scenario: Scenario) -> None:
@@ -115,58 +110,30 @@ class Matrix:
             for strategy in self.strategies.values():
                 self.add_cell(scenario, strategy, None, None, f"stack did not start: {str(exc).splitlines()[0]}")
 
-    def plan(self, scenario: Scenario, scenario_dir: Path, url: str, instances: list[str]) -> dict:
+    def plan(self, scenario: Scenario, scenario_dir: Path, url: str, instances: list[str]) -> Plan:
         run_key = f"{self.run_dir.name}-{scenario.name}"
-        cells = []
-        for strategy in self.strategies.values():
-            cells.append({
-                "id": f"{scenario.name}/{strategy.name}",
-                "file": strategy.name,
-                "strategy": strategy.name,
-                "check": strategy.check,
-                "key": f"{run_key}-{strategy.name}",  # a fresh key per measurement
-                "requests": self.cell_requests(scenario),
-                "time_limit": self.time_limit,
-            })
-        return {"host": url, "instances": instances, "users": self.settings.users, "out": str(scenario_dir),
-                "cells": cells}
+        cells = [CellPlan(id=f"{scenario.name}/{s.name}", strategy=s.name, check=s.check,
+                          key=f"{run_key}-{s.name}",  # a fresh key per measurement
+                          requests=self.cell_requests(scenario), time_limit=self.time_limit)
+                 for s in self.strategies.values()]
+        return Plan(host=url, instances=instances, users=self.settings.users, out=str(scenario_dir), cells=cells)
 
     def drive(self, scenario: Scenario, stack: NativeStack, scenario_dir: Path) -> None:
         plan = self.plan(scenario, scenario_dir, stack.url, stack.instance_urls)
-        plan_path = scenario_dir / "plan.json"
-        plan_path.write_text(json.dumps(plan, indent=1))
-        pending = {c["id"]: c for c in plan["cells"]}
-        (scenario_dir / "logs").mkdir(parents=True, exist_ok=True)
-        log = open(scenario_dir / "logs" / "driver.log", "ab")
-        with interrupt.shielded():
-            self.driver = spawn([sys.executable, "-m", "loadtests.drive", str(plan_path)], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=log, text=True)
-        try:
-            for line in self.driver.stdout:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                cell = pending.get(event.get("cell"))
-                if cell is None:
-                    continue
-                strategy = self.strategies[cell["strategy"]]
+        with DriverSession(plan, scenario_dir) as driver:
+            for event in driver.events():
+                cell = plan.cell(event["cell"])
+                strategy = self.strategies[cell.strategy]
                 if event["event"] == "cell-start":
-                    phase("cell", cell["id"])
+                    phase("cell", cell.id)
                     self.report.cell_start(scenario, strategy)
                 elif event["event"] == "cell-done":
-                    pending.pop(cell["id"])
                     self.judge(scenario, strategy, scenario_dir, event["stats"])
                 elif event["event"] == "cell-error":
-                    pending.pop(cell["id"])
                     self.add_cell(scenario, strategy, None, None, f"driver: {event['error']}")
-            self.driver.wait()
-        finally:
-            self.stop_driver()
-            log.close()
-        for cell in pending.values():  # the driver died before these
-            self.add_cell(scenario, self.strategies[cell["strategy"]], None, None,
-                          f"load generator exited early (see {scenario_dir / 'logs' / 'driver.log'})")
+        for cell in driver.pending.values():  # the driver died before these
+            self.add_cell(scenario, self.strategies[cell.strategy], None, None,
+                          f"load generator exited early (see {driver.log_path})")
 
     def judge(self, scenario: Scenario, strategy, scenario_dir: Path, stats: dict) -> None:
         phase("judge", f"{scenario.name}/{strategy.name}")
@@ -180,11 +147,14 @@ class Matrix:
         expectation = expectation_for(strategy.name, scenario, self.settings.race_window)
         record = cell_record(scenario.name, strategy, expectation, result, history_path=history_path,
                              throughput_=throughput_, error=error)
-        if stats and stats.get("timed_out"):
-            record["notes"].append(f"cell hit its {self.time_limit:.0f}s time limit")
+        if stats:
+            # Every request is accounted for: sent = answered (any status) + unanswered (cut off at the end).
+            record["counts"].update({k: stats.get(k) for k in ("sent", "answered", "unanswered")})
+            if stats.get("timed_out"):
+                record["notes"].append(f"cell hit its {self.time_limit:.0f}s time limit")
+            if stats.get("unanswered"):
+                record["notes"].append(f"{stats['unanswered']} requests were still in flight when the cell ended "
+                                       "(recorded as errors)")
         self.results.add(record)
         self.report.cell_done(record)
 
-    def stop_driver(self) -> None:
-        kill_session(self.driver)
-        self.driver = None

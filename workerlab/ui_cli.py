@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import os
 import sys
 import time
@@ -11,6 +10,8 @@ import urllib.request
 
 import click
 from rich.console import Console
+
+from loadtests.protocol import USER_CLASS_NAMES
 
 from .hold import hold
 from .matrix import new_run_dir
@@ -25,20 +26,6 @@ LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 UI_START_TIMEOUT_S = 30.0
 
 console = Console()
-
-
-def user_classes() -> dict[str, str]:
-    """check kind -> user class name, read from the locustfile's USER_CLASSES without importing it.
-
-    (Importing the locustfile imports locust, which monkey-patches this process with gevent.)
-    """
-    tree = ast.parse(LOCUSTFILE.read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "USER_CLASSES"
-                                                for t in node.targets) and isinstance(node.value, ast.Dict):
-            return {k.value: v.id for k, v in zip(node.value.keys, node.value.values, strict=True)
-                    if isinstance(k, ast.Constant) and isinstance(v, ast.Name)}
-    raise click.ClickException(f"no USER_CLASSES dict in {LOCUSTFILE}")
 
 
 def _answers(url: str) -> bool:
@@ -76,7 +63,7 @@ def ui(scenario, strategy, race_window, direct, users, spawn_rate, port):
     if missing:
         raise click.ClickException(f"missing {', '.join(missing)}: run 'make setup'")
     check = STRATEGIES[strategy].check
-    classes = user_classes()
+    classes = USER_CLASS_NAMES
     if check not in classes:
         raise click.ClickException(f"strategy {strategy}: no user class for check '{check}' in {LOCUSTFILE}")
     if not _port_free(port):

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
 
 import jinja2
 
+from loadtests.protocol import CellPlan, Plan
+
 from .. import procs
+from ..driver import DriverSession
 from ..matrix import CELL_TIME_LIMIT_S
 from ..paths import NGINX_DIR
 from ..procs import Child, free_port
 from ..stack import find_binary
 from .cpu import CpuWindow, pin, preexec
-from .measure import Driver, lab_once, run_wrk
+from .measure import lab_once, run_wrk
 from .parse import parse_redis_benchmark, parse_wrk, spread
 
 
@@ -73,27 +75,21 @@ def lab_generator_ceiling(folder: Path, url: str, groups: dict, opts: dict) -> d
     """The lab's driver against nginx alone: nginx answers far faster than one Python core can ask,
     so this is what the lab's generator can do at most, with and without recording."""
     budget = 4000 * opts["duration"]
-    cells = [{"id": "lab/warmup", "file": "lab-warmup", "strategy": "nginx", "check": "path", "path": "/",
-              "key": "k", "requests": 300, "time_limit": CELL_TIME_LIMIT_S, "record": True}]
+    cells = [CellPlan(id="lab/warmup", file="lab-warmup", strategy="nginx", check="path", path="/", key="k",
+                      requests=300, time_limit=CELL_TIME_LIMIT_S)]
     for rep in range(opts["repeat"]):
         for record in (True, False):
-            cells.append({"id": f"lab/r{rep}/{int(record)}", "file": f"lab-r{rep}-{int(record)}", "strategy": "nginx",
-                          "check": "path", "path": "/", "key": "k", "requests": budget,
-                          "time_limit": max(CELL_TIME_LIMIT_S, 10 * opts["duration"]), "record": record})
-    plan = {"host": url, "instances": [url], "users": opts["users"], "out": str(folder), "cells": cells, "step": True,
-            "cpu_affinity": sorted(opts["generator_cpus"]) if opts["generator_cpus"] else None}
-    (folder / "logs").mkdir(exist_ok=True)
-    plan_path = folder / "lab-plan.json"
-    plan_path.write_text(json.dumps(plan, indent=1))
-    driver = Driver(plan_path, folder / "logs" / "driver.log", opts["nice"])
+            cells.append(CellPlan(id=f"lab/r{rep}/{int(record)}", file=f"lab-r{rep}-{int(record)}", strategy="nginx",
+                                  check="path", path="/", key="k", requests=budget,
+                                  time_limit=max(CELL_TIME_LIMIT_S, 10 * opts["duration"]), record=record))
+    plan = Plan(host=url, instances=[url], users=opts["users"], out=str(folder), cells=cells, step=True,
+                cpu_affinity=sorted(opts["generator_cpus"]) if opts["generator_cpus"] else None)
     runs = []
-    try:
+    with DriverSession(plan, folder, preexec=preexec(None, opts["nice"])) as driver:
         for i, cell in enumerate(cells):
             m = lab_once(driver, cell, groups, folder / "history")
             if i:
-                runs.append({"record": cell["record"], **m})
-    finally:
-        driver.stop()
+                runs.append({"record": cell.record, **m})
     ok = [r for r in runs if not r.get("error")]
 
     def cost_us(r):  # generator CPU per request, in microseconds

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import sys
 import time
@@ -11,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from loadtests.history import read_history
+from loadtests.protocol import DRAIN_AFTER_TIMEOUT_S
 
 from .. import procs
 from ..paths import ROOT
@@ -32,9 +32,8 @@ def results_files(*results_dirs: Path) -> list[tuple[Path, dict]]:
 
 
 def _drain_after_timeout() -> float:
-    """loadtests.drive's pause after a cell that hit its time limit (read, not imported: it monkey-patches)."""
-    match = re.search(r"^DRAIN_AFTER_TIMEOUT_S\s*=\s*([\d.]+)", (ROOT / "loadtests" / "drive.py").read_text(), re.M)
-    return float(match.group(1)) if match else 0.0
+    """The driver's pause after a cell that hit its time limit."""
+    return DRAIN_AFTER_TIMEOUT_S
 
 
 def _checking_seconds(results_path: Path, data: dict) -> list[float]:

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from loadtests.history import read_history
+from loadtests.protocol import CellPlan, Plan
 
-from .. import interrupt, procs
+from .. import procs
+from ..driver import DriverSession
 from ..matrix import CELL_TIME_LIMIT_S
-from ..paths import ROOT
 from ..procs import StackError
 from ..scenarios import Scenario
 from ..stack import NativeStack
 from .cpu import CpuWindow, pin, preexec
-from .parse import lab_figures, parse_driver_line, parse_wrk, spread
+from .parse import lab_figures, parse_wrk, spread
 from .present import _fmt, console
 
 # name -> (kind of driver cell, strategy, path template); {key} is a fresh key per measurement.
@@ -58,79 +56,18 @@ def run_wrk(url: str, connections: int, duration: int, cpus: set[int] | None,
     return output, time.monotonic() - t0, rusage.ru_utime + rusage.ru_stime, proc.returncode
 
 
-# -- the lab's driver, step by step ------------------------------------------------------------------
-class Driver:
-    """loadtests.drive in step mode: it waits for a line on stdin before each cell."""
-
-    def __init__(self, plan_path: Path, log_path: Path, nice: int = 0):
-        self.log = open(log_path, "ab")
-        self.started = time.monotonic()
-        with interrupt.shielded():
-            self.proc = procs.spawn(
-                [sys.executable, "-m", "loadtests.drive", str(plan_path)], cwd=ROOT, stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1,
-                preexec_fn=preexec(None, nice),  # the plan's cpu_affinity pins it
-            )
-        self.events: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            event = parse_driver_line(line)
-            if event is not None:
-                self.events.put(event)
-        self.events.put({"event": "exit"})
-
-    def wait_for(self, kind: str, cell: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise StackError(f"driver: no '{kind}' for {cell} within {timeout:.0f}s")
-            try:
-                event = self.events.get(timeout=left)
-            except queue.Empty:
-                continue
-            if event["event"] == "exit":
-                raise StackError(f"driver exited (code {self.proc.wait()}) before '{kind}' for {cell}")
-            if event.get("cell") != cell:
-                continue
-            if event["event"] == kind:
-                return event
-            if event["event"] == "cell-error":
-                return event
-
-    def go(self) -> None:
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-
-    def stop(self) -> None:
-        """Close its stdin (it ends after the current cell), wait 10 s, then kill what is left."""
-        with interrupt.shielded():
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            procs.kill_session(self.proc)
-            self.log.close()
-
-
-def lab_once(driver: Driver, cell: dict, groups: dict, history_dir: Path, waited: bool = False) -> dict:
+def lab_once(driver: DriverSession, cell: CellPlan, groups: dict, history_dir: Path, waited: bool = False) -> dict:
     """Release one driver cell, sample the server's CPU over its load, and read its figures."""
     if not waited:
-        driver.wait_for("cell-wait", cell["id"], 60)
+        driver.wait_for("cell-wait", cell.id, 60)
     window = CpuWindow(groups, driver.proc.pid).start()
     driver.go()
-    driver.wait_for("cell-start", cell["id"], 30)
-    loaded = driver.wait_for("cell-loaded", cell["id"], cell["time_limit"] + 60)
+    driver.wait_for("cell-start", cell.id, 30)
+    loaded = driver.wait_for("cell-loaded", cell.id, cell.time_limit + 60)
     window.stop()  # the load phase is over: final reads and the history write are not load
     if loaded["event"] == "cell-error":
         return {"error": loaded.get("error")}
-    done = driver.wait_for("cell-done", cell["id"], 120)
+    done = driver.wait_for("cell-done", cell.id, 120)
     if done["event"] == "cell-error":
         return {"error": done.get("error")}
     stats = done["stats"]
@@ -138,8 +75,8 @@ def lab_once(driver: Driver, cell: dict, groups: dict, history_dir: Path, waited
     if stats.get("generator_wait_share") is not None:  # the driver's own, over exactly its load phase
         cpu["generator_wait"] = stats["generator_wait_share"]
     history = None
-    history_file = history_dir / f"{cell['file']}.jsonl"
-    if cell["record"] and history_file.exists():
+    history_file = history_dir / f"{cell.file}.jsonl"
+    if cell.record and history_file.exists():
         history = read_history(history_file)
         history_file.unlink()  # thousands of entries per measurement; the figures are what matters
     return {**lab_figures(stats, history), "generator_cpu": stats.get("generator_cpu_share"), **cpu,
@@ -176,16 +113,14 @@ class ScenarioBench:
                 seq += [(rep, cell, tool, rec) for tool, rec in steps]
         return seq
 
-    def lab_cell(self, rep: int, cell: str, record: bool | None, key: str, budget: int) -> dict:
+    def lab_cell(self, rep: int, cell: str, record: bool | None, key: str, budget: int) -> CellPlan:
         """A driver cell with a request budget, as the matrix runs them (a time-limited cell would
         end in the driver's post-timeout drain and is not how the lab measures)."""
         kind, strategy, path = CELLS[cell]
         variant = "warmup" if record is None else ("rec" if record else "norec")
-        return {
-            "id": f"{cell}/r{rep}/{variant}", "file": f"{cell}-r{rep}-{variant}", "strategy": strategy,
-            "check": kind, "path": path.format(key=key), "key": key, "requests": budget,
-            "time_limit": max(CELL_TIME_LIMIT_S, 10 * self.opts["duration"]), "record": record is not False,
-        }
+        return CellPlan(id=f"{cell}/r{rep}/{variant}", file=f"{cell}-r{rep}-{variant}", strategy=strategy,
+                        check=kind, path=path.format(key=key), key=key, requests=budget,
+                        time_limit=max(CELL_TIME_LIMIT_S, 10 * self.opts["duration"]), record=record is not False)
 
     def run(self) -> dict:
         s = self.scenario
@@ -227,15 +162,12 @@ class ScenarioBench:
         plan_cells = [self.lab_cell(0, "hello", None, f"{run_key}-warmup", 300)]
         plan_cells += [self.lab_cell(rep, cell, rec, keys[i], budgets[cell])
                        for i, (rep, cell, tool, rec) in enumerate(seq) if tool == "lab"]
-        plan = {"host": stack.url, "instances": stack.instance_urls, "users": opts["users"], "out": str(self.dir),
-                "cells": plan_cells, "step": True,
-                "cpu_affinity": sorted(opts["generator_cpus"]) if opts["generator_cpus"] else None}
-        plan_path = self.dir / "bench-plan.json"
-        plan_path.write_text(json.dumps(plan, indent=1))
+        plan = Plan(host=stack.url, instances=stack.instance_urls, users=opts["users"], out=str(self.dir),
+                    cells=plan_cells, step=True,
+                    cpu_affinity=sorted(opts["generator_cpus"]) if opts["generator_cpus"] else None)
         (self.dir / "wrk").mkdir(exist_ok=True)
-        driver = Driver(plan_path, self.dir / "logs" / "driver.log", opts["nice"])
-        try:
-            driver.wait_for("cell-wait", plan_cells[0]["id"], 120)
+        with DriverSession(plan, self.dir, preexec=preexec(None, opts["nice"])) as driver:  # affinity: the plan's
+            driver.wait_for("cell-wait", plan_cells[0].id, 120)
             self.record["driver_startup_seconds"] = round(time.monotonic() - driver.started, 3)
             # warm-up: imports, pools, first connections
             lab_once(driver, plan_cells[0], groups, self.dir / "history", waited=True)
@@ -255,8 +187,6 @@ class ScenarioBench:
                               f"{_fmt(m.get('rps'), 0):>7} rps  gen {_fmt(m.get('generator_cpu'), 2)}  "
                               f"server {_fmt(m.get('server_cpu'), 2)}  other {_fmt(m.get('other_cpu'), 2)}"
                               + (f"  [red]{m['error']}[/]" if m.get("error") else ""), highlight=False)
-        finally:
-            driver.stop()
 
     def wrk_once(self, url: str, groups: dict, raw_path: Path) -> dict:
         window = CpuWindow(groups).start()

@@ -2,7 +2,7 @@
 
 Each fault is declared once (table.py) and runs with any scenario: the runner brings up the
 scenario's stack with the fault's settings (redis persistence, a tiny memcached, gunicorn
-max_requests), drives each strategy under a steady paced load (loadtests/nemesis_drive.py),
+max_requests), drives each strategy under a steady paced load (loadtests/driver.py, paced cells),
 injects the fault at a recorded moment on the driver's own clock, waits until it is over,
 then lets the driver read every counter at rest. loadtests/fault_checkers.py judges the
 history by Jepsen's counter rule (every acknowledged increment must show in a later read)

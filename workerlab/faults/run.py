@@ -1,5 +1,5 @@
 """The run loop: bring up each (scenario, fault) stack, drive its strategies under the paced load
-(loadtests/nemesis_drive.py), inject the fault on a thread at the driver's recorded moment, judge
+(loadtests/driver.py, paced cells), inject the fault on a thread at the driver's recorded moment, judge
 each cell's history (loadtests/fault_checkers.py) and keep faults.json and faults.md up to date.
 
 Schema ``worker-lab/faults/v1``::
@@ -17,9 +17,6 @@ Schema ``worker-lab/faults/v1``::
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,12 +26,13 @@ import psutil
 
 from loadtests.fault_checkers import check_counter_fault, check_sessions_fault
 from loadtests.history import process_of, read_history
+from loadtests.protocol import CellPlan, Plan
 from loadtests.verdicts import ANY
 
 from .. import interrupt
+from ..driver import DriverSession
 from ..matrix import new_run_dir
-from ..paths import ROOT
-from ..procs import StackError, kill_session, spawn
+from ..procs import StackError
 from ..progress import phase
 from ..results import now_iso, versions
 from ..runfile import write_json
@@ -87,7 +85,6 @@ class FaultRun:
         self.run_dir = run_dir
         self.say = say
         self.path = run_dir / "faults.json"
-        self.driver: subprocess.Popen | None = None
         self.data = {
             "schema": SCHEMA, "run_id": run_dir.name, "status": "running", "started": now_iso(), "finished": None,
             "settings": {"scenarios": list(scenarios), "faults": [f.name for f in faults],
@@ -112,7 +109,6 @@ class FaultRun:
             status = "complete"
         finally:
             with interrupt.shielded():
-                self.stop_driver()
                 self.data["status"] = "interrupted" if interrupt.received() else status
                 self.data["finished"] = now_iso()
                 self.write()
@@ -181,66 +177,49 @@ class FaultRun:
     def drive(self, scenario: Scenario, fault: Fault, stack: NativeStack, fault_dir: Path, cells: list) -> None:
         shape = self.shape
         run_key = f"{self.run_dir.name}-{scenario.name}-{fault.name}"
-        plan = {"host": stack.url, "instances": stack.instance_urls, "users": shape.users, "out": str(fault_dir),
-                "cells": [{"id": strategy, "file": strategy, "strategy": strategy,
-                           "check": "session" if SCOPES[strategy][0] == "session" else "counter",
-                           "scope": SCOPES[strategy][0], "key": f"{run_key}-{strategy}", "requests": shape.requests,
-                           "per_user_rps": shape.per_user_rps, "time_limit": CELL_TIME_LIMIT_S}
-                          for strategy, _ in cells]}
-        plan_path = fault_dir / "plan.json"
-        plan_path.write_text(json.dumps(plan, indent=1))
+        plan = Plan(host=stack.url, instances=stack.instance_urls, users=shape.users, out=str(fault_dir),
+                    hold_after_load=True,  # the final reads wait until the fault has run its course
+                    cells=[CellPlan(id=strategy, strategy=strategy, scope=SCOPES[strategy][0],
+                                    check="session" if SCOPES[strategy][0] == "session" else "counter",
+                                    key=f"{run_key}-{strategy}", requests=shape.requests,
+                                    per_user_rps=shape.per_user_rps, time_limit=CELL_TIME_LIMIT_S)
+                           for strategy, _ in cells])
         expectations = dict(cells)
-        pending = dict(expectations)
-        log = open(fault_dir / "logs" / "driver.log", "ab")
-        with interrupt.shielded():
-            self.driver = spawn([sys.executable, "-m", "loadtests.nemesis_drive", str(plan_path)], cwd=ROOT,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
         injection: Injection | None = None
         thread: threading.Thread | None = None
-        try:
-            for line in self.driver.stdout:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                strategy = event.get("cell")
-                if strategy not in pending:
-                    continue
-                kind = event["event"]
-                if kind == "load-start":
-                    phase("fault", f"{scenario.name}/{fault.name}/{strategy}")
-                    injection = Injection(stack, event["t0"], threading.Event())
-                    thread = threading.Thread(target=self._inject, args=(fault, injection), daemon=True)
-                    thread.start()
-                elif kind == "cell-loaded":
-                    if injection is not None:
-                        injection.stop.set()
-                        thread.join(INJECT_JOIN_S)
-                        if thread.is_alive():
-                            injection.error = f"the fault was still running {INJECT_JOIN_S:.0f}s after the load"
-                    self.driver.stdin.write("go\n")
-                    self.driver.stdin.flush()
-                elif kind == "cell-done":
-                    pending.pop(strategy)
-                    self.judge_cell(scenario, fault, strategy, expectations[strategy], fault_dir, injection)
-                    injection = thread = None
-                elif kind == "cell-error":
-                    pending.pop(strategy)
-                    if injection is not None:
-                        injection.stop.set()
-                    self.record(scenario, fault, strategy, expectations[strategy], error=f"driver: {event['error']}")
-                    injection = thread = None
-            self.driver.wait()
-        finally:
-            if injection is not None:
-                injection.stop.set()
-            if thread is not None:
-                thread.join(INJECT_JOIN_S)  # a restart in progress must finish before the stack stops
-            self.stop_driver()
-            log.close()
-        for strategy in pending:
+        with DriverSession(plan, fault_dir) as driver:
+            try:
+                for event in driver.events():
+                    strategy, kind = event["cell"], event["event"]
+                    if kind == "load-start":
+                        phase("fault", f"{scenario.name}/{fault.name}/{strategy}")
+                        injection = Injection(stack, event["t0"], threading.Event())
+                        thread = threading.Thread(target=self._inject, args=(fault, injection), daemon=True)
+                        thread.start()
+                    elif kind == "cell-loaded":
+                        if injection is not None:
+                            injection.stop.set()
+                            thread.join(INJECT_JOIN_S)
+                            if thread.is_alive():
+                                injection.error = f"the fault was still running {INJECT_JOIN_S:.0f}s after the load"
+                        driver.go()
+                    elif kind == "cell-done":
+                        self.judge_cell(scenario, fault, strategy, expectations[strategy], fault_dir, injection)
+                        injection = thread = None
+                    elif kind == "cell-error":
+                        if injection is not None:
+                            injection.stop.set()
+                        self.record(scenario, fault, strategy, expectations[strategy],
+                                    error=f"driver: {event['error']}")
+                        injection = thread = None
+            finally:
+                if injection is not None:
+                    injection.stop.set()
+                if thread is not None:
+                    thread.join(INJECT_JOIN_S)  # a restart in progress must finish before the stack stops
+        for strategy in driver.pending:
             self.record(scenario, fault, strategy, expectations[strategy],
-                        error=f"fault driver exited early (see {fault_dir / 'logs' / 'driver.log'})")
+                        error=f"fault driver exited early (see {driver.log_path})")
 
     def _inject(self, fault: Fault, inj: Injection) -> None:
         try:
@@ -265,10 +244,6 @@ class FaultRun:
         result = judge(strategy, fault, history, inj.at - inj.t0)
         self.record(scenario, fault, strategy, expectation, result=result, info=inj.info, history=rel,
                     error=inj.error)
-
-    def stop_driver(self) -> None:
-        kill_session(self.driver)
-        self.driver = None
 
     def write(self) -> None:
         cells = self.data["cells"]

@@ -1,0 +1,244 @@
+"""The load driver: runs a plan of cells against one stack, with locust as a library.
+
+    python -m loadtests.driver PLAN.json
+
+One process per plan keeps locust's start-up cost out of every cell. For each cell it spawns the users
+(as fast as answers come, or paced at `per_user_rps` for the fault runner), stops at the request budget
+(or the time limit), reads counters at rest, writes ``history/<file>.jsonl`` and reports each step as
+an event line on stdout (loadtests/protocol.py). Every request sent is in the history: one still in
+flight when the cell ends is recorded as *unanswered* (an error entry), never dropped.
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__":  # patch before anything imports sockets; importing this module patches nothing
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gevent  # noqa: E402
+import psutil  # noqa: E402
+from locust import constant_throughput, events  # noqa: E402
+from locust.env import Environment  # noqa: E402
+from locust.event import EventHook  # noqa: E402
+
+from . import locustfile  # noqa: E402
+from .final_reads import EveryProcessSeen, Settled, final_reads  # noqa: E402
+from .history import process_of, write_history  # noqa: E402
+from .locustfile import RECORDER, USER_CLASSES, Budget, Cell, read_at_rest  # noqa: E402
+from .protocol import DRAIN_AFTER_TIMEOUT_S, GO, READ_AT_REST, CellPlan, Plan, event_line  # noqa: E402
+
+SESSION_MIN_PER_USER = 12
+RECENT_S = 1.0  # after a fault: the processes that answered in the last second of load are the ones to read
+
+
+def emit(event: str, **fields) -> None:
+    print(event_line(event, **fields), flush=True)
+
+
+def runqueue_seconds() -> float:
+    """Time this process's threads were runnable but waited for a CPU (Linux schedstat; 0 elsewhere).
+
+    CPU share says what the generator got; this says what it wanted and did not get. On a shared
+    machine a starved generator is the bottleneck at a low CPU share.
+    """
+    total = 0
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return total / 1e9
+
+
+class SetupUser(locustfile.LabUser):
+    """A user-shaped client for set-up requests (not spawned by locust)."""
+
+    abstract = True
+
+    @locustfile.task
+    def noop(self):  # pragma: no cover - never scheduled
+        pass
+
+
+def prepare_same_user(env: Environment, cell: CellPlan) -> None:
+    """One increment as user 'shared' creates the session whose cookie every user then sends."""
+    setup = SetupUser(env)
+    setup.client_id = "setup"
+    setup.client.client.cookiejar = None
+    Cell.budget.take()
+    response = setup.send("incr", f"/s/{cell.strategy}/incr?client=shared")
+    cookie = response.headers.get("Set-Cookie") if response is not None and response.headers else None
+    Cell.shared_cookie = cookie.split(";", 1)[0] if cookie else None
+
+
+_BASE_HANDLERS: dict[str, list] | None = None
+
+
+def drop_runner_listeners() -> None:
+    """Undo the listeners earlier cells' locust runners left on the shared ``events``.
+
+    Each runner adds its own (request stats, user errors ...) and never removes them, so cell N of
+    a plan paid N copies of locust's stats bookkeeping per request - a generator cost that grew
+    cell after cell. Restores the handler lists as they were before the first cell (EventHook's
+    private ``_handlers``).
+    """
+    global _BASE_HANDLERS
+    hooks = {name: hook for name, hook in vars(events).items() if isinstance(hook, EventHook)}
+    if _BASE_HANDLERS is None:
+        _BASE_HANDLERS = {name: list(hook._handlers) for name, hook in hooks.items()}
+    for name, hook in hooks.items():
+        hook._handlers[:] = _BASE_HANDLERS.get(name, [])
+
+
+def users_for(cell: CellPlan, users: int) -> int:
+    if cell.check == "session" and cell.per_user_rps is None:
+        # Each user needs a real sequence (the growing cookie passes 4 KB after 8 requests):
+        # fewer users, more requests each, same budget.
+        return max(1, min(users, cell.requests // SESSION_MIN_PER_USER))
+    return users
+
+
+def user_class_for(cell: CellPlan):
+    user_class = USER_CLASSES[cell.check]
+    if cell.per_user_rps is None:
+        return user_class
+    # Paced: a cell lasts a known time and every user is active before, during and after a fault.
+    return type(f"Paced{user_class.__name__}", (user_class,),
+                {"wait_time": constant_throughput(float(cell.per_user_rps)), "abstract": False})
+
+
+def _alive(process: str) -> bool:
+    pid = process.rsplit("/", 1)[-1]
+    try:
+        return psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
+    except (ValueError, psutil.NoSuchProcess):
+        return False
+
+
+def read_rule(cell: CellPlan, plan: Plan, load_end: float):
+    """When the final reads may stop: every process seen under load (the matrix); after a fault, every
+    process still alive that answered in the load's last second, or two answers from a shared store."""
+    answered = [e for e in RECORDER.entries if e.get("status") == 200]
+    if not plan.hold_after_load:
+        return EveryProcessSeen({process_of(e) for e in answered})
+    recent = {process_of(e) for e in answered if e.get("complete", 0) >= load_end - RECENT_S}
+    return Settled(recent, _alive, shared=cell.scope == "store")
+
+
+def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
+    users = users_for(cell, plan.users)
+    Cell.strategy = cell.strategy
+    Cell.key = cell.key
+    Cell.budget = Budget(cell.requests)
+    Cell.per_user = max(1, cell.requests // users)
+    Cell.shared_cookie = None
+    Cell.path = cell.path or Cell.path  # bench: the "path" cell kind
+    RECORDER.reset()
+    recording = RECORDER.enabled = cell.record  # bench: False measures the cost of recording
+    drop_runner_listeners()
+    env = Environment(user_classes=[user_class_for(cell)], events=events, host=plan.host)
+    SetupUser.host = plan.host
+    runner = env.create_local_runner()
+    me = psutil.Process()
+    cpu0, wait0 = me.cpu_times(), runqueue_seconds()
+    if cell.check == "same-user":
+        prepare_same_user(env, cell)
+    emit("load-start", cell=cell.id, t0=RECORDER.t0)
+    wall0 = time.monotonic()
+    runner.start(users, spawn_rate=users * 20)
+    deadline = wall0 + cell.time_limit
+    timed_out = False
+    while RECORDER.load_count < Cell.budget.total:
+        if runner.user_count == 0 and Cell.budget.issued and time.monotonic() - wall0 > 1.0:
+            break  # every user stopped (e.g. session users done) - nothing more will come
+        if time.monotonic() > deadline:
+            timed_out = True
+            break
+        gevent.sleep(0.02)
+    load_wall = time.monotonic() - wall0
+    load_end = RECORDER.now()
+    cpu1, wait1 = me.cpu_times(), runqueue_seconds()
+    total = env.stats.total  # locust's own figures: the only latencies when nothing is recorded
+    locust_p50, locust_p99 = total.get_response_time_percentile(0.5), total.get_response_time_percentile(0.99)
+    runner.quit()  # a request still in flight is recorded as unanswered (locustfile.LabUser.send)
+    if plan.step or plan.hold_after_load:
+        emit("cell-loaded", cell=cell.id, t=load_end)
+    after0 = time.monotonic()
+    if plan.hold_after_load:
+        sys.stdin.readline()  # the caller's fault is over (or the caller went away)
+    elif timed_out:
+        gevent.sleep(DRAIN_AFTER_TIMEOUT_S)  # let what the server accepted land before reading at rest
+    if cell.check in READ_AT_REST and recording:
+        path = f"/s/{cell.strategy}/read?" + ("client=shared" if cell.check == "same-user" else f"key={cell.key}")
+        headers = {"Cookie": Cell.shared_cookie} if cell.check == "same-user" and Cell.shared_cookie else {}
+        final_reads(read_at_rest, RECORDER.entries, plan.instances or [plan.host], path, headers,
+                    read_rule(cell, plan, load_end))
+    entries = RECORDER.entries
+    if recording:
+        write_history(out / "history" / f"{cell.file}.jsonl", entries)
+    load = [e for e in entries if e.get("phase") == "load"]
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    return {
+        "t0": RECORDER.t0,
+        "attempted": Cell.budget.issued,
+        "sent": len(load) if recording else RECORDER.load_count,
+        "answered": sum(1 for e in load if e.get("status")),
+        "unanswered": RECORDER.unanswered,
+        "recorded": len(entries),
+        "load_seconds": round(load_wall, 4),
+        "generator_cpu_seconds": round(cpu, 4),
+        "generator_cpu_share": round(cpu / load_wall, 4) if load_wall else None,
+        "generator_wait_share": round((wait1 - wait0) / load_wall, 4) if load_wall else None,
+        "timed_out": timed_out,
+        "users": users,
+        "per_user_rps": cell.per_user_rps,
+        # For workerlab bench; the matrix ignores them.
+        "record": recording,
+        "load_ok": RECORDER.load_ok,
+        "rps": round(RECORDER.load_ok / load_wall, 1) if load_wall else None,
+        "locust_p50_ms": locust_p50,
+        "locust_p99_ms": locust_p99,
+        "final_reads_and_write_seconds": round(time.monotonic() - after0, 4),
+    }
+
+
+def run_plan(plan: Plan, out: Path) -> int:
+    """Every cell of the plan, one after another, each reported as event lines."""
+    for cell in plan.cells:
+        if plan.step:
+            emit("cell-wait", cell=cell.id)
+            if sys.stdin.readline() != GO:
+                break  # the caller went away
+        emit("cell-start", cell=cell.id)
+        try:
+            stats = run_cell(cell, plan, out)
+        except Exception as exc:  # one broken cell must not end the run
+            emit("cell-error", cell=cell.id, error=f"{type(exc).__name__}: {exc}")
+            continue
+        emit("cell-done", cell=cell.id, stats=stats)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    plan = Plan.read(Path(argv[0]))
+    out = Path(plan.out)
+    (out / "history").mkdir(parents=True, exist_ok=True)
+    logging.getLogger("locust").setLevel(logging.ERROR)
+    if plan.cpu_affinity:
+        os.sched_setaffinity(0, set(plan.cpu_affinity))
+    return run_plan(plan, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

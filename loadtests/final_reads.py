@@ -1,0 +1,105 @@
+"""Quiescent final reads: read a counter at rest, straight from every app instance, until a stop rule
+says enough. One loop for the matrix driver, the fault driver and the web UI's Verdict tab; what
+differs between them is the stop rule, passed in.
+
+Reads bypass nginx (whose kept-alive upstream connections would reach the same worker every time) and
+open a fresh connection each, many at once, so every idle worker of every instance races to accept some.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gevent import sleep
+from gevent.pool import Pool
+
+from .history import process_of
+
+CONCURRENCY = 16  # reads per instance per round
+MAX_READS = 480
+
+
+@dataclass
+class Reads:
+    """What the rounds so far brought: every answer's process, and how many reads were sent and answered."""
+
+    sent: int = 0
+    ok: int = 0
+    answered: set[str] = field(default_factory=set)
+    rounds: int = 0
+    fruitless: int = 0  # rounds in a row that reached no process still wanted
+
+
+class EveryProcessSeen:
+    """Until every process that answered under load has answered at rest; processes that are gone (a fork
+    per request, a recycled worker) never answer, so stop after `fruitless` rounds that reach none."""
+
+    per_instance = CONCURRENCY
+    read_first = False  # nothing seen under load: nothing to wait for, no read
+
+    def __init__(self, wanted: set[str], fruitless: int = 3):
+        self.wanted = set(wanted)
+        self.fruitless = fruitless
+
+    def done(self, reads: Reads) -> bool:
+        return self.wanted <= reads.answered or reads.fruitless >= self.fruitless
+
+    def pause(self, reads: Reads) -> float:
+        return 0.0
+
+
+class Settled:
+    """After a fault: every wanted process that is still alive has answered (a killed or recycled worker
+    never will), within `seconds`; while nothing answers at all (a restarting store) wait between rounds.
+    With `shared` (one store holds the state) two answers are enough."""
+
+    read_first = True  # always at least one round: the state after the fault is the point
+
+    def __init__(self, wanted: set[str], alive: Callable[[str], bool], shared: bool, seconds: float = 10.0):
+        self.wanted = set(wanted)
+        self.alive = alive
+        self.shared = shared
+        self.deadline = time.monotonic() + seconds
+        self.per_instance = 2 if shared else CONCURRENCY
+
+    def done(self, reads: Reads) -> bool:
+        if time.monotonic() >= self.deadline:
+            return True
+        if self.shared:
+            return reads.ok >= 2
+        self.wanted = {p for p in self.wanted if p in reads.answered or self.alive(p)}
+        return self.wanted <= reads.answered
+
+    def pause(self, reads: Reads) -> float:
+        return 0.2 if not reads.ok and reads.rounds >= 3 else 0.0
+
+
+def final_reads(read: Callable[[str, str, dict, str], None], entries: list[dict], instances: list[str], path: str,
+                headers: dict, rule) -> Reads:
+    """Send rounds of `read(url, path, headers, client)` (which appends an entry to `entries`) until
+    `rule.done(reads)` or MAX_READS; return what the rounds brought."""
+    reads = Reads()
+    if not rule.read_first and rule.done(reads):
+        return reads
+    pool = Pool(rule.per_instance * len(instances))
+    while reads.sent < MAX_READS:
+        before = len(entries)
+        reached_before = len(reads.answered & rule.wanted)
+        for i in range(rule.per_instance):
+            for url in instances:
+                pool.spawn(read, url, path, headers, f"final{i}")
+        pool.join()
+        reads.rounds += 1
+        reads.sent += rule.per_instance * len(instances)
+        new = [e for e in entries[before:] if e.get("status") == 200]
+        reads.ok += len(new)
+        reads.answered |= {process_of(e) for e in new}
+        reads.fruitless = reads.fruitless + 1 if len(reads.answered & rule.wanted) == reached_before else 0
+        if rule.done(reads):
+            break
+        wait = rule.pause(reads)
+        if wait:
+            sleep(wait)
+    return reads

@@ -1,0 +1,111 @@
+"""What the runner and the driver process say to each other: the plan, its cells and the event lines.
+
+Pure: the standard library only, so the runner (which must not import locust: it monkey-patches the
+process with gevent on import) and the driver share one declaration of every key.
+
+The runner writes a `Plan` to plan.json and starts `python -m loadtests.driver plan.json`; the driver
+runs the cells one after another and prints one event per line on its stdout:
+
+    cell-wait    {cell}          plan.step: waiting for a line on stdin before the cell (bench)
+    cell-start   {cell}
+    load-start   {cell, t0}      history times count from t0 (time.monotonic(): one clock for the machine)
+    cell-loaded  {cell, t}       the load phase is over (t: seconds since t0); with plan.hold_after_load
+                                 the driver waits for a line on stdin before its final reads (faults)
+    cell-done    {cell, stats}
+    cell-error   {cell, error}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+EVENTS = ("cell-wait", "cell-start", "load-start", "cell-loaded", "cell-done", "cell-error")
+GO = "go\n"  # what the runner writes on the driver's stdin to let it go on
+
+# check kind -> the locustfile's user class (the runner names them without importing locust)
+USER_CLASS_NAMES = {
+    "counter": "CounterUser",
+    "same-user": "SameUserUser",
+    "session": "SessionUser",
+    "isolation": "IsolationUser",
+    "path": "PathUser",  # bench only: plain GETs, nothing to judge
+}
+# Checks whose state is read at rest after the load (a counter's final value).
+READ_AT_REST = ("counter", "same-user")
+
+# After a cell that hit its time limit, requests the server accepted may still be running.
+DRAIN_AFTER_TIMEOUT_S = 3.0
+
+
+@dataclass
+class CellPlan:
+    id: str
+    strategy: str
+    check: str
+    key: str
+    requests: int
+    time_limit: float
+    file: str = ""  # history/<file>.jsonl; default: the strategy
+    per_user_rps: float | None = None  # paced users (faults); None: as fast as answers come
+    scope: str | None = None  # where the state lives (faults' final-read rule): process | store | session
+    record: bool = True  # False: count requests, record nothing (bench: the cost of recording)
+    path: str | None = None  # check "path": the URL path to GET
+
+    def __post_init__(self):
+        if self.check not in USER_CLASS_NAMES:
+            raise ValueError(f"cell {self.id}: unknown check {self.check!r}")
+        self.file = self.file or self.strategy
+
+
+@dataclass
+class Plan:
+    host: str  # where the load goes (nginx, or the first instance with --direct)
+    instances: list[str]  # every app instance, for the final reads
+    users: int
+    out: str  # the folder for history/<file>.jsonl
+    cells: list[CellPlan] = field(default_factory=list)
+    step: bool = False  # wait for a line on stdin before each cell (bench)
+    hold_after_load: bool = False  # wait for a line on stdin between the load and the final reads (faults)
+    cpu_affinity: list[int] | None = None  # pin the driver to these CPUs (bench)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json())
+        return path
+
+    def cell(self, cell_id: str) -> CellPlan:
+        return next(c for c in self.cells if c.id == cell_id)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Plan:
+        known = {f.name for f in fields(cls)}
+        plan = cls(**{k: v for k, v in data.items() if k in known and k != "cells"})
+        cell_keys = {f.name for f in fields(CellPlan)}
+        plan.cells = [CellPlan(**{k: v for k, v in c.items() if k in cell_keys}) for c in data.get("cells", [])]
+        return plan
+
+    @classmethod
+    def read(cls, path: Path) -> Plan:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def event_line(event: str, **fields_) -> str:
+    if event not in EVENTS:
+        raise ValueError(f"unknown driver event {event!r}")
+    return json.dumps({"event": event, **fields_})
+
+
+def parse_event(line: str) -> dict | None:
+    """One driver event, or None for a line that is not one (the driver's stray output)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or event.get("event") not in EVENTS:
+        return None
+    return event
