@@ -87,7 +87,7 @@ from .checker_timing import CHECKER_TARGET_S, checker_speed, synthetic_counter, 
 from .command import DEFAULTS, QUICK, SCHEMA, bench, write_json
 from .cpu import CpuWindow, cpu_seconds, cpus_busy_seconds, machine_busy_seconds, pin, preexec, runqueue_seconds, tree
 from .estimate import estimate_matrix, measure_matrix, results_files
-from .measure import CELLS, FIGURES, MIN_BUDGET, Driver, ScenarioBench, lab_once, run_wrk, summarize
+from .measure import CELLS, FIGURES, MIN_BUDGET, ScenarioBench, lab_once, run_wrk, summarize
 from .parse import (
     _duration_ms,
     lab_figures,
@@ -103,7 +103,7 @@ from .present import console, print_report
 # (_duration_ms: tests/test_bench.py).
 __all__ = [
     "CELLS", "CHECKER_TARGET_S", "DEFAULTS", "FIGURES", "HELLO_TARGET", "MIN_BUDGET", "NOISE_OTHER_CPU", "QUICK",
-    "RECORD_TARGET", "SCHEMA", "CpuWindow", "Driver", "ScenarioBench", "_duration_ms", "bench", "checker_speed",
+    "RECORD_TARGET", "SCHEMA", "CpuWindow", "ScenarioBench", "_duration_ms", "bench", "checker_speed",
     "console", "cpu_seconds", "cpus_busy_seconds", "estimate_matrix", "guard_analysis", "lab_figures",
     "lab_generator_ceiling", "lab_once", "machine_busy_seconds", "measure_matrix", "nginx_ceiling", "noise",
     "parse_driver_events", "parse_driver_line", "parse_redis_benchmark", "parse_wrk", "pin", "preexec",
