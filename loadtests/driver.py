@@ -34,7 +34,6 @@ from .history import process_of, write_history  # noqa: E402
 from .locustfile import RECORDER, USER_CLASSES, Budget, Cell, read_at_rest  # noqa: E402
 from .protocol import DRAIN_AFTER_TIMEOUT_S, GO, READ_AT_REST, CellPlan, Plan, event_line  # noqa: E402
 
-SESSION_MIN_PER_USER = 12
 RECENT_S = 1.0  # after a fault: the processes that answered in the last second of load are the ones to read
 
 
@@ -98,14 +97,6 @@ def drop_runner_listeners() -> None:
         hook._handlers[:] = _BASE_HANDLERS.get(name, [])
 
 
-def users_for(cell: CellPlan, users: int) -> int:
-    if cell.check == "session" and cell.per_user_rps is None:
-        # Each user needs a real sequence (the growing cookie passes 4 KB after 8 requests):
-        # fewer users, more requests each, same budget.
-        return max(1, min(users, cell.requests // SESSION_MIN_PER_USER))
-    return users
-
-
 def user_class_for(cell: CellPlan):
     user_class = USER_CLASSES[cell.check]
     if cell.per_user_rps is None:
@@ -134,7 +125,7 @@ def read_rule(cell: CellPlan, plan: Plan, load_end: float):
 
 
 def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
-    users = users_for(cell, plan.users)
+    users = cell.users or plan.users
     Cell.strategy = cell.strategy
     Cell.key = cell.key
     Cell.budget = Budget(cell.requests)

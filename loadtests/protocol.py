@@ -48,6 +48,7 @@ class CellPlan:
     requests: int
     time_limit: float
     file: str = ""  # history/<file>.jsonl; default: the strategy
+    users: int | None = None  # concurrent users for this cell; None: the plan's
     per_user_rps: float | None = None  # paced users (faults); None: as fast as answers come
     scope: str | None = None  # where the state lives (faults' final-read rule): process | store | session
     record: bool = True  # False: count requests, record nothing (bench: the cost of recording)

@@ -22,6 +22,7 @@ from .scenarios import Scenario
 from .stack import NativeStack
 
 CELL_TIME_LIMIT_S = 30.0
+SESSION_MIN_PER_USER = 12  # a session user needs a real sequence (the growing cookie passes 4 KB after 8)
 QUICK_CELL_TIME_LIMIT_S = 6.0  # a cell that cannot reach its budget (a deadlock-prone lock) shows its verdict by then
 
 
@@ -75,6 +76,12 @@ class Matrix:
             return self.settings.requests
         return min(self.settings.requests, cap // 3 if self.settings.quick else cap)
 
+    def cell_users(self, check: str, requests: int) -> int:
+        """The run's users; a session cell has fewer, with more requests each, for the same budget."""
+        if check == "session":
+            return max(1, min(self.settings.users, requests // SESSION_MIN_PER_USER))
+        return self.settings.users
+
     @property
     def total_cells(self) -> int:
         return len(self.scenarios) * len(self.strategies)
@@ -112,9 +119,10 @@ class Matrix:
 
     def plan(self, scenario: Scenario, scenario_dir: Path, url: str, instances: list[str]) -> Plan:
         run_key = f"{self.run_dir.name}-{scenario.name}"
+        requests = self.cell_requests(scenario)
         cells = [CellPlan(id=f"{scenario.name}/{s.name}", strategy=s.name, check=s.check,
                           key=f"{run_key}-{s.name}",  # a fresh key per measurement
-                          requests=self.cell_requests(scenario), time_limit=self.time_limit)
+                          requests=requests, time_limit=self.time_limit, users=self.cell_users(s.check, requests))
                  for s in self.strategies.values()]
         return Plan(host=url, instances=instances, users=self.settings.users, out=str(scenario_dir), cells=cells)
 

@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests.checkers import CheckResult
-from loadtests.verdicts import ANY, ERROR, format_verdict
+from loadtests.verdicts import ANY, ERROR, MATRIX_WORDS, format_verdict
 
 from . import interrupt, procs
 from .expected import Expectation
@@ -251,3 +251,29 @@ def load(path: Path) -> dict:
     if data.get("schema") != SCHEMA:
         sys.exit(f"{path}: not a worker-lab results file (schema {data.get('schema')!r})")
     return data
+
+
+# -- reading a results file: the order and words the report and the charts show -----------------------
+def scenario_order(data: dict) -> list[str]:
+    names = list(data.get("scenarios") or {})
+    for c in data["cells"]:
+        if c["scenario"] not in names:
+            names.append(c["scenario"])
+    return names
+
+
+def strategy_order(data: dict) -> list[str]:
+    names = list(dict.fromkeys(c["strategy"] for c in data["cells"]))
+    for name in (data.get("settings") or {}).get("strategies") or []:
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def verdict_words(cell: dict | None, side: str = "observed") -> list[str]:
+    if not cell:
+        return []
+    words = (cell.get(side) or {}).get("verdict") or []
+    if ANY in words:
+        return [ANY]
+    return [w for w in MATRIX_WORDS if w in words] or list(words)
