@@ -11,6 +11,7 @@ Fields (JSON lines, one object per request, in ``history/<cell>.jsonl``):
 - ``owner``: the session's owner as the server saw it (session checks)
 - ``pid``, ``tid``, ``greenlet``, ``instance``, ``worker_class``: who served it
 - ``error``: the error text for a failed request
+- ``unanswered``: true for a request still in flight when its cell ended (sent, never answered; status 0)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 FIELDS = (
     "client", "req", "op", "phase", "invoke", "complete", "status", "value", "sent", "owner",
-    "pid", "tid", "greenlet", "instance", "worker_class", "error",
+    "pid", "tid", "greenlet", "instance", "worker_class", "error", "unanswered",
 )
 
 

@@ -181,7 +181,9 @@ class LabUser(FastHttpUser):
             if "recorded" not in lab:  # cut off (the cell ended, its greenlet killed): sent and never answered
                 RECORDER.unanswered += 1
                 if RECORDER.enabled:
-                    add_entry(make_entry(lab, 0, None, Unanswered("in flight when the cell ended")))
+                    entry = make_entry(lab, 0, None, Unanswered("in flight when the cell ended"))
+                    entry["unanswered"] = True
+                    add_entry(entry)
 
     def take_or_stop(self) -> None:
         if not Cell.budget.take():
