@@ -20,10 +20,9 @@ from .bench import bench
 from .compose_stack import engine_problem
 from .expected import expectation_for
 from .faults import faults
-from .hold import hold
+from .hold import hold, holding
 from .matrix import Matrix, RunSettings, new_run_dir
 from .paths import RESULTS_DIR
-from .procs import StackError
 from .progress import current, phase
 from .report import TerminalReport, styled, throughput_table, verdict_grid
 from .report_cli import report
@@ -107,14 +106,8 @@ def serve(scenario, direct, race_window):
                       + ", ".join(f"http://127.0.0.1:{p}" for p in stack.app_ports) + ")")
         console.print(f"try: curl '{stack.url}/s/naive-global/incr?key=demo'   logs: {run_dir / 'logs'}")
         console.print("Ctrl-C stops every process of the stack.")
-        try:
+        with holding(console):
             hold(stack)
-        except StackError as exc:
-            console.print(f"[bold red]error:[/] {exc}")
-            sys.exit(1)
-        except KeyboardInterrupt:
-            console.print("stopping ...")
-            raise
 
 
 @main.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 
 from .procs import Children, StackError, tail
@@ -20,3 +22,16 @@ def hold(stack) -> None:
         if dead:
             names = ", ".join(c.name for c in dead)
             raise StackError(f"{names} exited; last lines of {dead[0].log}:\n{tail(dead[0].log, 10)}")
+
+
+@contextlib.contextmanager
+def holding(console):
+    """Around serve's and ui's hold: a service that fails is an error (exit 1); Ctrl-C says it is stopping."""
+    try:
+        yield
+    except StackError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("stopping ...")
+        raise

@@ -13,10 +13,10 @@ from rich.console import Console
 
 from loadtests.protocol import USER_CLASS_NAMES
 
-from .hold import hold
+from .hold import hold, holding
 from .matrix import new_run_dir
 from .paths import RESULTS_DIR, ROOT
-from .procs import Child, StackError
+from .procs import Child
 from .progress import phase
 from .scenarios import UnknownName, load_scenarios, pick
 from .stack import NativeStack, missing_binaries
@@ -76,7 +76,7 @@ def ui(scenario, strategy, race_window, direct, users, spawn_rate, port):
         env.update({"LAB_STRATEGY": strategy, "LAB_INSTANCES": ",".join(stack.instance_urls), "PYTHONUNBUFFERED": "1"})
         locust = stack.children.start(Child("locust", locust_argv(classes[check], stack.url, port, users, spawn_rate),
                                             run_dir / "logs" / "locust.log", env=env, cwd=ROOT))
-        try:
+        with holding(console):
             deadline = time.monotonic() + UI_START_TIMEOUT_S
             while not _answers(f"{ui_url}/"):
                 if not locust.alive():
@@ -89,12 +89,6 @@ def ui(scenario, strategy, race_window, direct, users, spawn_rate, port):
             console.print(f"live verdict: {ui_url}/?tab=verdict  (or {ui_url}/verdict)   logs: {run_dir / 'logs'}")
             console.print("Ctrl-C stops locust and every process of the stack.")
             hold(stack)
-        except StackError as exc:
-            console.print(f"[bold red]error:[/] {exc}")
-            sys.exit(1)
-        except KeyboardInterrupt:
-            console.print("stopping ...")
-            raise
 
 
 def _port_free(port: int) -> bool:
