@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from .expected import expectation_for
 from .procs import StackError
 from .progress import phase
 from .results import ResultsFile, cell_record, throughput
+from .runner import Step, run_steps
 from .scenarios import Scenario
 from .stack import NativeStack
 
@@ -91,57 +91,62 @@ class Matrix:
         try:
             phase("probe-versions")
             self.results.probe_versions()
-            for scenario in self.scenarios.values():
-                self.run_scenario(scenario)
+            run_steps(self)
             status = "complete"
         finally:
             self.results.finish("interrupted" if interrupt.received() else status)
         return self.results.data
 
-    def run_scenario(self, scenario: Scenario) -> None:
-        scenario_dir = self.run_dir / scenario.name
-        self.report.scenario_start(scenario)
-        phase("stack-start", scenario.name)
-        started = time.monotonic()
-        try:
-            stack_class = ComposeStack if self.settings.engine == "compose" else NativeStack
-            with stack_class(scenario, scenario_dir, race_window=self.settings.race_window,
-                             direct=self.settings.direct, sidecars=self.settings.sidecars) as stack:
-                self.report.stack_up(scenario, stack, time.monotonic() - started)
-                phase("stack-up", scenario.name)
-                self.drive(scenario, stack, scenario_dir)
-                phase("stack-stop", scenario.name)
-        except StackError as exc:
-            self.results.scenario_error(scenario.name, str(exc))
-            self.report.scenario_error(scenario, str(exc))
-            for strategy in self.strategies.values():
-                self.add_cell(scenario, strategy, None, None, f"stack did not start: {str(exc).splitlines()[0]}")
+    # -- the matrix as a kind of run (workerlab/runner.py) -----------------------------------------------
+    def steps(self):
+        for scenario in self.scenarios.values():
+            self.report.scenario_start(scenario)
+            yield Step(scenario.name, scenario, self.run_dir / scenario.name)
 
-    def plan(self, scenario: Scenario, scenario_dir: Path, url: str, instances: list[str]) -> Plan:
+    def open_stack(self, step: Step):
+        stack_class = ComposeStack if self.settings.engine == "compose" else NativeStack
+        return stack_class(step.scenario, step.folder, race_window=self.settings.race_window,
+                           direct=self.settings.direct, sidecars=self.settings.sidecars)
+
+    def stack_up(self, step: Step, stack, seconds: float) -> None:
+        self.report.stack_up(step.scenario, stack, seconds)
+
+    def plan(self, step: Step, stack) -> Plan:
+        scenario = step.scenario
         run_key = f"{self.run_dir.name}-{scenario.name}"
         requests = self.cell_requests(scenario)
         cells = [CellPlan(id=f"{scenario.name}/{s.name}", strategy=s.name, check=s.check,
                           key=f"{run_key}-{s.name}",  # a fresh key per measurement
                           requests=requests, time_limit=self.time_limit, users=self.cell_users(s.check, requests))
                  for s in self.strategies.values()]
-        return Plan(host=url, instances=instances, users=self.settings.users, out=str(scenario_dir), cells=cells)
+        return Plan(host=stack.url, instances=stack.instance_urls, users=self.settings.users, out=str(step.folder),
+                    cells=cells)
 
-    def drive(self, scenario: Scenario, stack: NativeStack, scenario_dir: Path) -> None:
-        plan = self.plan(scenario, scenario_dir, stack.url, stack.instance_urls)
-        with DriverSession(plan, scenario_dir) as driver:
-            for event in driver.events():
-                cell = plan.cell(event["cell"])
-                strategy = self.strategies[cell.strategy]
-                if event["event"] == "cell-start":
-                    phase("cell", cell.id)
-                    self.report.cell_start(scenario, strategy)
-                elif event["event"] == "cell-done":
-                    self.judge(scenario, strategy, scenario_dir, event["stats"])
-                elif event["event"] == "cell-error":
-                    self.add_cell(scenario, strategy, None, None, f"driver: {event['error']}")
-        for cell in driver.pending.values():  # the driver died before these
-            self.add_cell(scenario, self.strategies[cell.strategy], None, None,
-                          f"load generator exited early (see {driver.log_path})")
+    def on_event(self, step: Step, stack, driver: DriverSession, event: dict) -> None:
+        cell = driver.plan.cell(event["cell"])
+        strategy = self.strategies[cell.strategy]
+        if event["event"] == "cell-start":
+            phase("cell", cell.id)
+            self.report.cell_start(step.scenario, strategy)
+        elif event["event"] == "cell-done":
+            self.judge(step.scenario, strategy, step.folder, event["stats"])
+        elif event["event"] == "cell-error":
+            self.add_cell(step.scenario, strategy, None, None, f"driver: {event['error']}")
+
+    def events_ended(self, step: Step) -> None:
+        pass
+
+    def unfinished(self, step: Step, cell: CellPlan, why: str) -> None:
+        self.add_cell(step.scenario, self.strategies[cell.strategy], None, None, why)
+
+    def stack_failed(self, step: Step, error: StackError) -> None:
+        self.results.scenario_error(step.scenario.name, str(error))
+        self.report.scenario_error(step.scenario, str(error))
+        done = {c["strategy"] for c in self.results.data["cells"] if c["scenario"] == step.scenario.name}
+        for strategy in self.strategies.values():
+            if strategy.name not in done:
+                self.add_cell(step.scenario, strategy, None, None,
+                              f"stack did not start: {str(error).splitlines()[0]}")
 
     def judge(self, scenario: Scenario, strategy, scenario_dir: Path, stats: dict) -> None:
         phase("judge", f"{scenario.name}/{strategy.name}")

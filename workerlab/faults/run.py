@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -36,6 +37,7 @@ from ..procs import StackError
 from ..progress import phase
 from ..results import now_iso, versions
 from ..runfile import write_json
+from ..runner import Step, run_steps
 from ..scenarios import Scenario
 from ..stack import NativeStack
 from .expected import FaultExpectation, expect_fault, fault_label
@@ -73,6 +75,16 @@ def judge(strategy: str, fault: Fault, history: list[dict], fault_at: float):
     return check_counter_fault(history, scope=scope, fault_at=fault_at, moment=fault.moment, dead=dead)
 
 
+@dataclass
+class FaultStep:
+    """One fault under one scenario: its judged cells, and the injection under way."""
+
+    fault: Fault
+    expectations: dict[str, FaultExpectation]
+    injection: Injection | None = None
+    thread: threading.Thread | None = None
+
+
 class FaultRun:
     """Runs (scenario x fault x strategy) cells and keeps faults.json up to date."""
 
@@ -103,9 +115,7 @@ class FaultRun:
     def run(self) -> dict:
         status = "failed"
         try:
-            for scenario in self.scenarios.values():
-                for fault in self.faults:
-                    self.run_fault(scenario, fault)
+            run_steps(self)
             status = "complete"
         finally:
             with interrupt.shielded():
@@ -147,79 +157,88 @@ class FaultRun:
             "skipped": expectation.verdict is None,
         })
 
-    def run_fault(self, scenario: Scenario, fault: Fault) -> None:
-        self.say(f"[bold cyan]{scenario.name} / {fault.name}[/] - {fault.summary}")
-        cells = []
-        for strategy in self.strategies:
-            e = expect_fault(strategy, fault, scenario)
-            if e.verdict is None:
-                self.record(scenario, fault, strategy, e)
-            else:
-                cells.append((strategy, e))
-        if not cells:
-            return
-        fault_dir = self.run_dir / scenario.name / fault.name
-        env = {**dict(fault.app_env), "LAB_FAULT_POINTS": str(fault_dir / "faultpoints")}
-        (fault_dir / "faultpoints").mkdir(parents=True, exist_ok=True)
-        try:
-            redis_env = {"LD_PRELOAD": str(build_shim(fault_dir / "shim"))} if fault.host_crash else None
-            with NativeStack(scenario, fault_dir, redis_persistence=fault.redis_persistence,
-                             memcached_mb=fault.memcached_mb, memcached_item_max=fault.memcached_item_max,
-                             app_extra_env=env, redis_env=redis_env) as stack:
-                self.drive(scenario, fault, stack, fault_dir, cells)
-        except StackError as exc:
-            done = {c["strategy"] for c in self.data["cells"]
-                    if c["scenario"] == scenario.name and c["fault"] == fault.name}
-            for strategy, e in cells:
-                if strategy not in done:
-                    self.record(scenario, fault, strategy, e, error=f"stack: {str(exc).splitlines()[0]}")
+    # -- the faults as a kind of run (workerlab/runner.py) -----------------------------------------------
+    def steps(self):
+        for scenario in self.scenarios.values():
+            for fault in self.faults:
+                self.say(f"[bold cyan]{scenario.name} / {fault.name}[/] - {fault.summary}")
+                cells = []
+                for strategy in self.strategies:
+                    e = expect_fault(strategy, fault, scenario)
+                    if e.verdict is None:
+                        self.record(scenario, fault, strategy, e)
+                    else:
+                        cells.append((strategy, e))
+                if cells:
+                    yield Step(f"{scenario.name}/{fault.name}", scenario, self.run_dir / scenario.name / fault.name,
+                               FaultStep(fault, dict(cells)))
 
-    def drive(self, scenario: Scenario, fault: Fault, stack: NativeStack, fault_dir: Path, cells: list) -> None:
+    def open_stack(self, step: Step) -> NativeStack:
+        fault: Fault = step.context.fault
+        env = {**dict(fault.app_env), "LAB_FAULT_POINTS": str(step.folder / "faultpoints")}
+        (step.folder / "faultpoints").mkdir(parents=True, exist_ok=True)
+        redis_env = {"LD_PRELOAD": str(build_shim(step.folder / "shim"))} if fault.host_crash else None
+        return NativeStack(step.scenario, step.folder, redis_persistence=fault.redis_persistence,
+                           memcached_mb=fault.memcached_mb, memcached_item_max=fault.memcached_item_max,
+                           app_extra_env=env, redis_env=redis_env)
+
+    def stack_up(self, step: Step, stack, seconds: float) -> None:
+        pass
+
+    def plan(self, step: Step, stack) -> Plan:
         shape = self.shape
-        run_key = f"{self.run_dir.name}-{scenario.name}-{fault.name}"
-        plan = Plan(host=stack.url, instances=stack.instance_urls, users=shape.users, out=str(fault_dir),
+        run_key = f"{self.run_dir.name}-{step.scenario.name}-{step.context.fault.name}"
+        return Plan(host=stack.url, instances=stack.instance_urls, users=shape.users, out=str(step.folder),
                     hold_after_load=True,  # the final reads wait until the fault has run its course
                     cells=[CellPlan(id=strategy, strategy=strategy, scope=SCOPES[strategy][0],
                                     check="session" if SCOPES[strategy][0] == "session" else "counter",
                                     key=f"{run_key}-{strategy}", requests=shape.requests,
                                     per_user_rps=shape.per_user_rps, time_limit=CELL_TIME_LIMIT_S)
-                           for strategy, _ in cells])
-        expectations = dict(cells)
-        injection: Injection | None = None
-        thread: threading.Thread | None = None
-        with DriverSession(plan, fault_dir) as driver:
-            try:
-                for event in driver.events():
-                    strategy, kind = event["cell"], event["event"]
-                    if kind == "load-start":
-                        phase("fault", f"{scenario.name}/{fault.name}/{strategy}")
-                        injection = Injection(stack, event["t0"], threading.Event())
-                        thread = threading.Thread(target=self._inject, args=(fault, injection), daemon=True)
-                        thread.start()
-                    elif kind == "cell-loaded":
-                        if injection is not None:
-                            injection.stop.set()
-                            thread.join(INJECT_JOIN_S)
-                            if thread.is_alive():
-                                injection.error = f"the fault was still running {INJECT_JOIN_S:.0f}s after the load"
-                        driver.go()
-                    elif kind == "cell-done":
-                        self.judge_cell(scenario, fault, strategy, expectations[strategy], fault_dir, injection)
-                        injection = thread = None
-                    elif kind == "cell-error":
-                        if injection is not None:
-                            injection.stop.set()
-                        self.record(scenario, fault, strategy, expectations[strategy],
-                                    error=f"driver: {event['error']}")
-                        injection = thread = None
-            finally:
-                if injection is not None:
-                    injection.stop.set()
-                if thread is not None:
-                    thread.join(INJECT_JOIN_S)  # a restart in progress must finish before the stack stops
-        for strategy in driver.pending:
-            self.record(scenario, fault, strategy, expectations[strategy],
-                        error=f"fault driver exited early (see {driver.log_path})")
+                           for strategy in step.context.expectations])
+
+    def on_event(self, step: Step, stack, driver: DriverSession, event: dict) -> None:
+        fs: FaultStep = step.context
+        strategy, kind = event["cell"], event["event"]
+        if kind == "load-start":
+            phase("fault", f"{step.label}/{strategy}")
+            fs.injection = Injection(stack, event["t0"], threading.Event())
+            fs.thread = threading.Thread(target=self._inject, args=(fs.fault, fs.injection), daemon=True)
+            fs.thread.start()
+        elif kind == "cell-loaded":
+            if fs.injection is not None:
+                fs.injection.stop.set()
+                fs.thread.join(INJECT_JOIN_S)
+                if fs.thread.is_alive():
+                    fs.injection.error = f"the fault was still running {INJECT_JOIN_S:.0f}s after the load"
+            driver.go()
+        elif kind == "cell-done":
+            self.judge_cell(step.scenario, fs.fault, strategy, fs.expectations[strategy], step.folder, fs.injection)
+            fs.injection = fs.thread = None
+        elif kind == "cell-error":
+            if fs.injection is not None:
+                fs.injection.stop.set()
+            self.record(step.scenario, fs.fault, strategy, fs.expectations[strategy],
+                        error=f"driver: {event['error']}")
+            fs.injection = fs.thread = None
+
+    def events_ended(self, step: Step) -> None:
+        fs: FaultStep = step.context
+        if fs.injection is not None:
+            fs.injection.stop.set()
+        if fs.thread is not None:
+            fs.thread.join(INJECT_JOIN_S)  # a restart in progress must finish before the stack stops
+
+    def unfinished(self, step: Step, cell: CellPlan, why: str) -> None:
+        fs: FaultStep = step.context
+        self.record(step.scenario, fs.fault, cell.strategy, fs.expectations[cell.strategy], error=why)
+
+    def stack_failed(self, step: Step, error: StackError) -> None:
+        fs: FaultStep = step.context
+        done = {c["strategy"] for c in self.data["cells"]
+                if c["scenario"] == step.scenario.name and c["fault"] == fs.fault.name}
+        for strategy, e in fs.expectations.items():
+            if strategy not in done:
+                self.record(step.scenario, fs.fault, strategy, e, error=f"stack: {str(error).splitlines()[0]}")
 
     def _inject(self, fault: Fault, inj: Injection) -> None:
         try:
