@@ -34,6 +34,7 @@ from .history import process_of, write_history  # noqa: E402
 from .locustfile import RECORDER, USER_CLASSES, Budget, Cell, read_at_rest  # noqa: E402
 from .protocol import DRAIN_AFTER_TIMEOUT_S, GO, READ_AT_REST, CellPlan, Plan, event_line  # noqa: E402
 
+ANSWER_IN_FLIGHT_S = 10.0  # after the time limit: how long requests already sent may take to be answered
 RECENT_S = 1.0  # after a fault: the processes that answered in the last second of load are the ones to read
 
 
@@ -156,6 +157,13 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
         gevent.sleep(0.02)
     load_wall = time.monotonic() - wall0
     load_end = RECORDER.now()
+    if timed_out:
+        # Every request accounted for: send no more, and let those in flight be answered (a stalled server
+        # answers late, not never) before the users are stopped; one still open after that is unanswered.
+        Cell.budget.total = Cell.budget.issued
+        answer_by = time.monotonic() + ANSWER_IN_FLIGHT_S
+        while RECORDER.load_count < Cell.budget.issued and time.monotonic() < answer_by:
+            gevent.sleep(0.02)
     cpu1, wait1 = me.cpu_times(), runqueue_seconds()
     total = env.stats.total  # locust's own figures: the only latencies when nothing is recorded
     locust_p50, locust_p99 = total.get_response_time_percentile(0.5), total.get_response_time_percentile(0.99)
