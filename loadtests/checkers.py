@@ -154,13 +154,10 @@ def check_counter(history: list[dict]) -> CheckResult:
     for e in sorted(finals, key=lambda e: e["complete"]):
         final_by_process[process_of(e)] = e["value"]
     final_values = set(final_by_process.values())
-    unread = [p for p in acks_by_process if p not in final_by_process]
-    # A process per request (a fork each): every increment found a fresh counter, and no process that
-    # served one answered again at rest - its count died with it. Every acknowledged increment is lost.
-    one_shot = (len(acks) > 1 and len(unread) == len(acks_by_process) > 1 and bool(finals)
-                and set(value_counts) == {1})
-    per_process = not one_shot and _per_process_counters(values_by_process, len(errors) + len(malformed)
-                                                         + len(unanswered))
+    # Processes that served load and no longer exist (the driver saw them gone: a fork per request).
+    exited = {process_of(e) for e in history if e.get("phase") == "exited"} - final_by_process.keys()
+    unread = [p for p in acks_by_process if p not in final_by_process and p not in exited]
+    per_process = _per_process_counters(values_by_process, len(errors) + len(malformed) + len(unanswered))
 
     if acks and not finals:
         undecided.append(f"no final read answered ({len(finals_failed)} sent, all failed)" if finals_failed
@@ -168,20 +165,22 @@ def check_counter(history: list[dict]) -> CheckResult:
     elif acks and finals_failed:
         undecided.append(f"{len(finals_failed)} of {len(final_phase)} final reads failed "
                          f"(e.g. {finals_failed[0].get('error') or 'no integer value'})")
-    if unread and finals and not one_shot:
+    if unread and finals:
         undecided.append(f"final reads reached {len(acks_by_process) - len(unread)} of the "
                          f"{len(acks_by_process)} processes that served load")
 
     final: int | None = None
     lost: int | None = None
     over = False
-    if one_shot:
-        lost = len(acks)
-        notes.append(f"each of {len(acks_by_process)} processes acknowledged a fresh counter (1) and none answered "
-                     "at rest: a process per request, whose count died with it")
-    elif per_process:
-        words.add(DIVERGES)
-        lost = sum(max(0, acks_by_process[p] - v) for p, v in final_by_process.items() if p in acks_by_process)
+    if per_process:
+        # A counter per process: one that exited took its count with it; two or more read at rest disagree.
+        died = sum(acks_by_process[p] for p in exited if p in acks_by_process)
+        lost = died + sum(max(0, acks_by_process[p] - v) for p, v in final_by_process.items() if p in acks_by_process)
+        if died:
+            notes.append(f"{died} acknowledged increments died with {len(exited & acks_by_process.keys())} "
+                         "exited processes")
+        if len(acks_by_process.keys() & final_by_process.keys()) > 1:
+            words.add(DIVERGES)
         over = sum(final_by_process.values()) > len(load)
         examples.append({"final_reads": dict(sorted(final_by_process.items())[:8])})
     elif len(final_values) > 1:
@@ -230,6 +229,7 @@ def check_counter(history: list[dict]) -> CheckResult:
         "processes_read_at_end": len(final_by_process),
         "distinct_final_values": len(final_values),
         "final_reads_failed": len(finals_failed),
+        "processes_exited": len(exited & acks_by_process.keys()),
     }
     _account(words, counts, examples, texts, unanswered)
     return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES], notes, texts)

@@ -115,6 +115,19 @@ def _alive(process: str) -> bool:
         return False
 
 
+def record_exited(entries: list[dict]) -> None:
+    """One ``exited`` entry per process that served load, answered no read at rest and no longer exists
+    (a fork per request, a recycled worker): the checkers need not wait for it, and its own state is gone."""
+    read = {process_of(e) for e in entries if e.get("phase") == "final" and e.get("status") == 200}
+    served = {process_of(e): e for e in entries if e.get("phase") == "load" and isinstance(e.get("pid"), int)}
+    now = RECORDER.now()
+    for process, e in served.items():
+        if process not in read and not _alive(process):
+            entries.append({"client": "driver", "req": next(RECORDER.req_ids), "op": "exited", "phase": "exited",
+                            "invoke": now, "complete": now, "status": 0, "pid": e["pid"],
+                            "instance": e.get("instance")})
+
+
 def read_rule(cell: CellPlan, plan: Plan, load_end: float):
     """When the final reads may stop: every process seen under load (the matrix); after a fault, every
     process still alive that answered in the load's last second, or two answers from a shared store."""
@@ -180,6 +193,8 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
         headers = {"Cookie": Cell.shared_cookie} if cell.check == "same-user" and Cell.shared_cookie else {}
         final_reads(read_at_rest, RECORDER.entries, plan.instances or [plan.host], path, headers,
                     read_rule(cell, plan, load_end))
+        if plan.local_pids and not plan.hold_after_load:
+            record_exited(RECORDER.entries)
     entries = RECORDER.entries
     if recording:
         write_history(out / "history" / f"{cell.file}.jsonl", entries)

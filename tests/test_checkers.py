@@ -169,6 +169,7 @@ def test_counter_single_process_correct():
         "distinct_final_values": 1,
         "malformed": 0,
         "final_reads_failed": 0,
+        "processes_exited": 0,
         "unanswered": 0,
         "error_kinds": {},
     }
@@ -444,7 +445,7 @@ def test_counter_one_worker_of_four_read_is_not_a_lost_count():
     procs = [P1, P2, P3, {"pid": 303, "instance": "i0"}] * 3
     history = sequential([1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3], procs) + [final(3, P1)]
     result = check_counter(history)
-    assert result.verdict == frozenset({"diverges", "inconclusive"})
+    assert result.verdict == frozenset({"inconclusive"})  # one copy read: nothing yet disagrees, nothing lost
     assert result.counts["lost"] == 0
     assert result.notes == ["final reads reached 1 of the 4 processes that served load"]
 
@@ -465,13 +466,34 @@ def test_counter_diverges_only_when_each_process_counts_from_one():
     assert "neither one counter nor one per process" in result.notes[0]
 
 
+def exited(proc) -> dict:
+    """The driver saw this process gone after the final reads."""
+    return {"client": "driver", "req": 20_000 + proc["pid"], "op": "exited", "phase": "exited", "invoke": 999.0,
+            "complete": 999.0, "status": 0, **proc}
+
+
+FORKS = [{"pid": 500 + k, "instance": "i0"} for k in range(4)]
+FRESH_FORK = {"pid": 600, "instance": "i0"}
+
+
 def test_counter_a_process_per_request_loses_every_increment():
     # dev-processes: each request a fresh fork (value 1), the reads at rest answered by other fresh forks.
-    procs = [{"pid": 500 + k, "instance": "i0"} for k in range(4)]
-    history = sequential([1, 1, 1, 1], procs) + [final(0, {"pid": 600, "instance": "i0"})]
+    history = sequential([1, 1, 1, 1], FORKS) + [final(0, FRESH_FORK)] + [exited(p) for p in FORKS]
     result = check_counter(history)
     assert result.verdict == frozenset({"lost-updates"})
-    assert result.counts["lost"] == 4
+    assert result.counts["lost"] == 4 and result.counts["processes_exited"] == 4
+
+
+def test_counter_a_shared_store_behind_exited_forks_is_correct():
+    history = sequential([1, 2, 3, 4], FORKS) + [final(4, FRESH_FORK)] + [exited(p) for p in FORKS]
+    assert check_counter(history).verdict == CORRECT
+
+
+def test_counter_forks_not_seen_exited_are_unread_not_lost():
+    history = sequential([1, 2, 3, 4], FORKS) + [final(4, FRESH_FORK)]
+    result = check_counter(history)
+    assert result.verdict == frozenset({"inconclusive"})
+    assert result.notes == ["final reads reached 0 of the 4 processes that served load"]
 
 
 # --------------------------------------------------------------------------- check_counter: real time

@@ -124,7 +124,8 @@ class Matrix:
                           key=f"{run_key}-{s.name}",  # a fresh key per measurement
                           requests=requests, time_limit=self.time_limit, users=self.cell_users(s.check, requests))
                  for s in self.strategies.values()]
-        return Plan(host=url, instances=instances, users=self.settings.users, out=str(scenario_dir), cells=cells)
+        return Plan(host=url, instances=instances, users=self.settings.users, out=str(scenario_dir), cells=cells,
+                    local_pids=self.settings.engine == "native")
 
     def drive(self, scenario: Scenario, stack: NativeStack, scenario_dir: Path) -> None:
         plan = self.plan(scenario, scenario_dir, stack.url, stack.instance_urls)
