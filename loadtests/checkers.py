@@ -2,12 +2,12 @@
 
 Each takes a cell's history (see history.py) and returns a CheckResult: a verdict
 (a set of words: correct | lost-updates | diverges | over-counts | leaks | error |
-unanswered | inconclusive), the evidence counts, and a few concrete entries that show
+no-answer | inconclusive), the evidence counts, and a few concrete entries that show
 the anomaly. Every rule below is a verdict word, never only a note:
 
 - every request: a failed one (or a 200 without its value: malformed) is ``error``, its
   text counted (``error_texts``: an expected error names its cause); one still in
-  flight when the cell ended is ``unanswered``.
+  flight when the cell ended is ``no-answer`` (counted as ``unanswered``).
 - check_counter: duplicates; lost updates (acknowledged increments vs the value
   the quiescent final reads see: lower bound = acknowledged, upper bound =
   attempted, above it ``over-counts``); real-time order (if A completed before B

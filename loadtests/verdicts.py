@@ -1,7 +1,7 @@
 """The verdict words, declared once: what each means, its colour and its one-character glyph.
 
 A verdict is a set of words. The matrix's checkers (checkers.py) judge with
-``correct | lost-updates | diverges | over-counts | leaks | error | unanswered | inconclusive``;
+``correct | lost-updates | diverges | over-counts | leaks | error | no-answer | inconclusive``;
 the fault checkers (fault_checkers.py) with ``survives | resets | loses-acked-writes | over-counts |
 diverges | leaks | unavailable | inconclusive``; an expectation that is not judged is ``{any}``.
 ``inconclusive`` is the judge saying the history cannot decide (final reads missing, failed, or
@@ -23,7 +23,7 @@ LOST_UPDATES = "lost-updates"
 DIVERGES = "diverges"
 LEAKS = "leaks"
 ERROR = "error"
-UNANSWERED = "unanswered"
+UNANSWERED = "no-answer"
 INCONCLUSIVE = "inconclusive"
 ANY = "any"
 SURVIVES = "survives"
@@ -59,7 +59,7 @@ VERDICTS: dict[str, Verdict] = {v.word: v for v in (
     Verdict(DIVERGES, "each process or instance holds its own copy: at rest they disagree", "#8e24aa", "D"),
     Verdict(LEAKS, "a response carried another request's or another user's data", "#ef6c00", "X"),
     Verdict(ERROR, "requests failed: the strategy does not work in this runtime model", "#546e7a", "E"),
-    Verdict(UNANSWERED, "requests were still in flight when the cell ended: sent, never answered", "#5d4037", "U"),
+    Verdict(UNANSWERED, "requests were still in flight when the cell ended: sent, never answered", "#5d4037", "N"),
     Verdict(INCONCLUSIVE, "the history cannot decide: final reads missing, failed or short of a process "
             "(the notes say why)", "#f9a825", "I"),
     Verdict(ANY, "not judged: the outcome rests on something this run does not pin down", "#9e9e9e", "·"),

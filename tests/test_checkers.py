@@ -669,7 +669,7 @@ def test_unanswered_requests_are_never_plain_correct(kind):
             "isolation": [echo("t0", req=0), echo("t1", req=1)]}[kind]
     history = base + [unanswered(req=7, invoke=7, client="u0")]
     result = check(kind, history)
-    assert result.verdict == frozenset({"unanswered"})
+    assert result.verdict == frozenset({"no-answer"})
     assert result.counts["unanswered"] == 1
     assert result.counts["errors"] == 0  # counted apart from the answered failures
     assert result.counts["attempted"] == 3

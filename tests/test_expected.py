@@ -63,7 +63,7 @@ def test_a_different_error_than_the_expected_eagain_is_a_mismatch(scenarios):
     assert e.judge(v("error"), {"HTTP 502": 3}) is False  # the stack crashed, nginx answered
     assert e.judge(v("error"), {EAGAIN_TEXT: 297, "HTTP 502": 3}) is False
     assert e.judge(v("error"), {}) is False  # no failed request to name the cause
-    assert e.judge(v("error", "unanswered"), {EAGAIN_TEXT: 300}) is False
+    assert e.judge(v("error", "no-answer"), {EAGAIN_TEXT: 300}) is False
 
 
 def test_expected_lock_timeout_matches_its_cause(scenarios):
