@@ -1,13 +1,20 @@
 """Checkers over recorded histories, in the spirit of Jepsen's unique-ids and counter checks.
 
 Each takes a cell's history (see history.py) and returns a CheckResult: a verdict
-(a set of words: correct | lost-updates | diverges | leaks | error), the evidence
-counts, and a few concrete entries that show the anomaly.
+(a set of words: correct | lost-updates | diverges | over-counts | leaks | error |
+no-answer | inconclusive), the evidence counts, and a few concrete entries that show
+the anomaly. Every rule below is a verdict word, never only a note:
 
+- every request: a failed one (or a 200 without its value: malformed) is ``error``, its
+  text counted (``error_texts``: an expected error names its cause); one still in
+  flight when the cell ended is ``no-answer`` (counted as ``unanswered``).
 - check_counter: duplicates; lost updates (acknowledged increments vs the value
   the quiescent final reads see: lower bound = acknowledged, upper bound =
-  attempted); real-time order (if A completed before B began, value(A) < value(B));
-  divergence (final reads served by different processes disagree).
+  attempted, above it ``over-counts``); real-time order (if A completed before B
+  began, value(A) < value(B), else ``lost-updates``); ``diverges`` only where each
+  process's own acknowledged values run 1..n (a counter per process; real time is then
+  judged per process). ``inconclusive`` when acknowledged increments exist but no final
+  read answered, some failed, or they reached fewer processes than served load.
 - check_sessions: each user must see 1, 2, 3 ... and only its own session.
 - check_isolation: the token read back must be the token sent.
 """
@@ -21,9 +28,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from .history import ok, process_of
-from .verdicts import CORRECT, DIVERGES, ERROR, LEAKS, LOST_UPDATES
+from .verdicts import CORRECT, DIVERGES, ERROR, INCONCLUSIVE, LEAKS, LOST_UPDATES, OVER_COUNTS, UNANSWERED
 
 MAX_EXAMPLES = 3
+MALFORMED = "malformed: a 200 answer without an integer value"
 
 
 @dataclass
@@ -32,6 +40,9 @@ class CheckResult:
     counts: dict = field(default_factory=dict)
     examples: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Every failed request's error text (the app's "code: message", "HTTP 502", an exception), counted:
+    # an expected error names its cause, and workerlab/expected.py matches it against these.
+    error_texts: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict:
         return {
@@ -69,80 +80,159 @@ def realtime_violations(acks: list[dict]) -> tuple[int, list[dict]]:
     return violations, examples
 
 
+def _unanswered_and_rest(load: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The requests still in flight when the cell ended (sent, never answered), and the answered rest."""
+    unanswered = [e for e in load if e.get("unanswered")]
+    return unanswered, [e for e in load if not e.get("unanswered")] if unanswered else load
+
+
+def _error_texts(errors: list[dict]) -> Counter:
+    return Counter(str(e.get("error") or f"HTTP {e.get('status')}") for e in errors)
+
+
+def _account(words: set[str], counts: dict, examples: list[dict], texts: Counter, unanswered: list[dict]) -> None:
+    """Every request accounted for: failed ones are an error (their kinds counted), unanswered ones say so."""
+    counts["error_kinds"] = {t[:120]: n for t, n in texts.most_common(MAX_EXAMPLES)}
+    counts["unanswered"] = len(unanswered)
+    if unanswered:
+        words.add(UNANSWERED)
+        examples.append(_brief(unanswered[0]))
+
+
+def _per_process_counters(values_by_process: dict[str, set[int]], slack: int) -> bool:
+    """Each process's own acknowledged values run 1..n: a counter of its own. Duplicates inside a process
+    are allowed (a racy in-process counter never skips a value), gaps only as many as requests that failed
+    or went unanswered (they may have counted)."""
+    if len(values_by_process) < 2:
+        return False
+    gaps = 0
+    for values in values_by_process.values():
+        if 1 not in values:
+            return False
+        gaps += max(values) - len(values)
+    return gaps <= slack
+
+
+def _realtime_per_process(acks: list[dict]) -> tuple[int, list[dict]]:
+    by_process: dict[str, list[dict]] = defaultdict(list)
+    for e in acks:
+        by_process[process_of(e)].append(e)
+    total, examples = 0, []
+    for entries in by_process.values():
+        n, ex = realtime_violations(entries)
+        total += n
+        examples.extend(ex)
+    return total, examples[:MAX_EXAMPLES]
+
+
 def check_counter(history: list[dict]) -> CheckResult:
+    """Every documented rule is a verdict word; what the history cannot decide is ``inconclusive``, with the
+    reason in the notes. See the module docstring and README "How a cell is judged"."""
     load = [e for e in history if e.get("phase", "load") == "load"]
-    acks = [e for e in load if ok(e) and isinstance(e.get("value"), int)]
-    finals = [e for e in history if e.get("phase") == "final" and ok(e) and isinstance(e.get("value"), int)]
-    errors = [e for e in load if not ok(e)]
+    unanswered, answered = _unanswered_and_rest(load)
+    acks = [e for e in answered if ok(e) and isinstance(e.get("value"), int)]
+    malformed = [e for e in answered if ok(e) and not isinstance(e.get("value"), int)]
+    errors = [e for e in answered if not ok(e)]
+    final_phase = [e for e in history if e.get("phase") == "final"]
+    finals = [e for e in final_phase if ok(e) and isinstance(e.get("value"), int)]
+    finals_failed = [e for e in final_phase if not (ok(e) and isinstance(e.get("value"), int))]
     words: set[str] = set()
     notes: list[str] = []
     examples: list[dict] = []
+    undecided: list[str] = []  # why the history cannot decide
 
     value_counts = Counter(e["value"] for e in acks)
     duplicates = sum(c - 1 for c in value_counts.values() if c > 1)
     per_process_value = Counter((process_of(e), e["value"]) for e in acks)
     duplicates_in_process = sum(c - 1 for c in per_process_value.values() if c > 1)
     acks_by_process = Counter(process_of(e) for e in acks)
+    values_by_process: dict[str, set[int]] = defaultdict(set)
+    for e in acks:
+        values_by_process[process_of(e)].add(e["value"])
 
     final_by_process: dict[str, int] = {}
     for e in sorted(finals, key=lambda e: e["complete"]):
         final_by_process[process_of(e)] = e["value"]
     final_values = set(final_by_process.values())
-    # Processes disagree at rest - or agree only because each holds exactly its own
-    # acknowledged count (per-process counters that happened to finish level).
-    level_but_separate = (
-        len(final_by_process) > 1
-        and len(final_values) == 1
-        and next(iter(final_values)) < len(acks)
-        and all(v == acks_by_process.get(p, 0) > 0 for p, v in final_by_process.items())
-    )
-    diverges = len(final_values) > 1 or level_but_separate
+    # Processes that served load and no longer exist (the driver saw them gone: a fork per request).
+    exited = {process_of(e) for e in history if e.get("phase") == "exited"} - final_by_process.keys()
+    unread = [p for p in acks_by_process if p not in final_by_process and p not in exited]
+    per_process = _per_process_counters(values_by_process, len(errors) + len(malformed) + len(unanswered))
 
-    if diverges:
-        words.add(DIVERGES)
-        lost = sum(max(0, acks_by_process.get(p, 0) - v) for p, v in final_by_process.items())
-        final = None
+    if acks and not finals:
+        undecided.append(f"no final read answered ({len(finals_failed)} sent, all failed)" if finals_failed
+                         else "no final read was made")
+    elif acks and finals_failed:
+        undecided.append(f"{len(finals_failed)} of {len(final_phase)} final reads failed "
+                         f"(e.g. {finals_failed[0].get('error') or 'no integer value'})")
+    if unread and finals:
+        undecided.append(f"final reads reached {len(acks_by_process) - len(unread)} of the "
+                         f"{len(acks_by_process)} processes that served load")
+
+    final: int | None = None
+    lost: int | None = None
+    over = False
+    if per_process:
+        # A counter per process: one that exited took its count with it; two or more read at rest disagree.
+        died = sum(acks_by_process[p] for p in exited if p in acks_by_process)
+        lost = died + sum(max(0, acks_by_process[p] - v) for p, v in final_by_process.items() if p in acks_by_process)
+        if died:
+            notes.append(f"{died} acknowledged increments died with {len(exited & acks_by_process.keys())} "
+                         "exited processes")
+        if len(acks_by_process.keys() & final_by_process.keys()) > 1:
+            words.add(DIVERGES)
+        over = sum(final_by_process.values()) > len(load)
         examples.append({"final_reads": dict(sorted(final_by_process.items())[:8])})
-    else:
-        final = next(iter(final_values)) if final_values else max(value_counts, default=0)
-        if not final_values:
-            notes.append("no final read answered; the largest acknowledged value stands in for it")
+    elif len(final_values) > 1:
+        undecided.append(f"final reads disagree ({sorted(final_values)[:6]}) but the processes' acknowledged "
+                         "values do not each run 1..n: neither one counter nor one per process")
+        examples.append({"final_reads": dict(sorted(final_by_process.items())[:8])})
+    elif final_values:
+        final = next(iter(final_values))
         lost = max(0, len(acks) - final)
-        if final > len(load):
-            notes.append(f"final value {final} exceeds the {len(load)} attempted increments")
-        if lost and finals:
+        over = final > len(load)
+        if lost:
             examples.append({"final_read": _brief(finals[-1]), "acknowledged": len(acks)})
-    # One shared counter never hands out a value twice; per-process counters may, across processes.
-    if lost or duplicates_in_process or (duplicates and not diverges):
+    if over:
+        words.add(OVER_COUNTS)
+        notes.append(f"final value(s) {sorted(final_values)[:6]} exceed the {len(load)} attempted increments")
+    violations, rt_examples = _realtime_per_process(acks) if per_process else realtime_violations(acks)
+    # One shared counter never hands out a value twice, nor one that is not above an increment completed
+    # before it began; per-process counters may, across processes.
+    if lost or duplicates_in_process or violations or (duplicates and not per_process):
         words.add(LOST_UPDATES)
-    if errors:
+    texts = _error_texts(errors)
+    if malformed:
+        texts[MALFORMED] += len(malformed)
+    if errors or malformed:
         words.add(ERROR)
-        examples.extend(_brief(e) for e in errors[:MAX_EXAMPLES])
+        examples.extend(_brief(e) for e in (errors + malformed)[:MAX_EXAMPLES])
     if duplicates:
         dup_values = [v for v, c in value_counts.items() if c > 1][:MAX_EXAMPLES]
         examples.extend(_brief(e) for e in acks if e["value"] in dup_values[:1])
-    violations, rt_examples = realtime_violations(acks)
     examples.extend(rt_examples[:1])
+    if undecided:
+        words.add(INCONCLUSIVE)
+        notes.extend(undecided)
 
-    processes_load = len(acks_by_process)
-    if processes_load > 1 and len(final_by_process) < 2 and not diverges:
-        notes.append(
-            f"final reads reached {len(final_by_process)} of the {processes_load} processes seen under load"
-        )
     counts = {
         "attempted": len(load),
         "acknowledged": len(acks),
         "errors": len(errors),
+        "malformed": len(malformed),
         "final": final,
         "lost": lost,
         "duplicates": duplicates,
         "duplicates_within_process": duplicates_in_process,
         "realtime_violations": violations,
-        "processes_under_load": processes_load,
+        "processes_under_load": len(acks_by_process),
         "processes_read_at_end": len(final_by_process),
         "distinct_final_values": len(final_values),
+        "final_reads_failed": len(finals_failed),
+        "processes_exited": len(exited & acks_by_process.keys()),
     }
-    return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES], notes)
+    _account(words, counts, examples, texts, unanswered)
+    return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES], notes, texts)
 
 
 def _counts_from_one(values: list[int]) -> bool:
@@ -151,9 +241,10 @@ def _counts_from_one(values: list[int]) -> bool:
 
 def check_sessions(history: list[dict]) -> CheckResult:
     load = [e for e in history if e.get("phase", "load") == "load"]
+    unanswered, answered = _unanswered_and_rest(load)
     by_client: dict[str, list[dict]] = defaultdict(list)
-    errors = [e for e in load if not ok(e)]
-    for e in load:
+    errors = [e for e in answered if not ok(e)]
+    for e in answered:
         if ok(e):
             by_client[e["client"]].append(e)
     leaks = [e for entries in by_client.values() for e in entries if e.get("owner") != e["client"]]
@@ -197,13 +288,16 @@ def check_sessions(history: list[dict]) -> CheckResult:
         "leaked_responses": len(leaks),
         "processes_under_load": len({process_of(e) for v in by_client.values() for e in v}),
     }
-    return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES])
+    texts = _error_texts(errors)
+    _account(words, counts, examples, texts, unanswered)
+    return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES], error_texts=texts)
 
 
 def check_isolation(history: list[dict]) -> CheckResult:
     load = [e for e in history if e.get("phase", "load") == "load"]
-    acks = [e for e in load if ok(e)]
-    errors = [e for e in load if not ok(e)]
+    unanswered, answered = _unanswered_and_rest(load)
+    acks = [e for e in answered if ok(e)]
+    errors = [e for e in answered if not ok(e)]
     leaks = [e for e in acks if e.get("value") != e.get("sent")]
     words: set[str] = set()
     examples: list[dict] = []
@@ -220,7 +314,9 @@ def check_isolation(history: list[dict]) -> CheckResult:
         "leaked_responses": len(leaks),
         "processes_under_load": len({process_of(e) for e in acks}),
     }
-    return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES])
+    texts = _error_texts(errors)
+    _account(words, counts, examples, texts, unanswered)
+    return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES], error_texts=texts)
 
 
 CHECKERS = {

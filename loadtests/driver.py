@@ -34,6 +34,7 @@ from .history import process_of, write_history  # noqa: E402
 from .locustfile import RECORDER, USER_CLASSES, Budget, Cell, read_at_rest  # noqa: E402
 from .protocol import DRAIN_AFTER_TIMEOUT_S, GO, READ_AT_REST, CellPlan, Plan, event_line  # noqa: E402
 
+ANSWER_IN_FLIGHT_S = 10.0  # after the time limit: how long requests already sent may take to be answered
 RECENT_S = 1.0  # after a fault: the processes that answered in the last second of load are the ones to read
 
 
@@ -114,6 +115,19 @@ def _alive(process: str) -> bool:
         return False
 
 
+def record_exited(entries: list[dict]) -> None:
+    """One ``exited`` entry per process that served load, answered no read at rest and no longer exists
+    (a fork per request, a recycled worker): the checkers need not wait for it, and its own state is gone."""
+    read = {process_of(e) for e in entries if e.get("phase") == "final" and e.get("status") == 200}
+    served = {process_of(e): e for e in entries if e.get("phase") == "load" and isinstance(e.get("pid"), int)}
+    now = RECORDER.now()
+    for process, e in served.items():
+        if process not in read and not _alive(process):
+            entries.append({"client": "driver", "req": next(RECORDER.req_ids), "op": "exited", "phase": "exited",
+                            "invoke": now, "complete": now, "status": 0, "pid": e["pid"],
+                            "instance": e.get("instance")})
+
+
 def read_rule(cell: CellPlan, plan: Plan, load_end: float):
     """When the final reads may stop: every process seen under load (the matrix); after a fault, every
     process still alive that answered in the load's last second, or two answers from a shared store."""
@@ -156,6 +170,13 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
         gevent.sleep(0.02)
     load_wall = time.monotonic() - wall0
     load_end = RECORDER.now()
+    if timed_out:
+        # Every request accounted for: send no more, and let those in flight be answered (a stalled server
+        # answers late, not never) before the users are stopped; one still open after that is unanswered.
+        Cell.budget.total = Cell.budget.issued
+        answer_by = time.monotonic() + ANSWER_IN_FLIGHT_S
+        while RECORDER.load_count < Cell.budget.issued and time.monotonic() < answer_by:
+            gevent.sleep(0.02)
     cpu1, wait1 = me.cpu_times(), runqueue_seconds()
     total = env.stats.total  # locust's own figures: the only latencies when nothing is recorded
     locust_p50, locust_p99 = total.get_response_time_percentile(0.5), total.get_response_time_percentile(0.99)
@@ -172,6 +193,8 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
         headers = {"Cookie": Cell.shared_cookie} if cell.check == "same-user" and Cell.shared_cookie else {}
         final_reads(read_at_rest, RECORDER.entries, plan.instances or [plan.host], path, headers,
                     read_rule(cell, plan, load_end))
+        if plan.local_pids and not plan.hold_after_load:
+            record_exited(RECORDER.entries)
     entries = RECORDER.entries
     if recording:
         write_history(out / "history" / f"{cell.file}.jsonl", entries)

@@ -20,8 +20,16 @@ Verdict words (fault verdicts, not the matrix's):
   the fault;
 - ``loses-acked-writes``: some acknowledged increments are gone, but not all of them;
 - ``over-counts``: the final value exceeds the attempted increments (upper bound broken);
+- ``diverges``: the reads at rest of one shared counter disagree (the instances see different
+  stores, or a replica is behind);
 - ``leaks``: a user saw another user's session;
-- ``unavailable``: the final reads found nothing to read: the service never recovered.
+- ``unavailable``: the final reads found nothing to read: the service never recovered;
+- ``inconclusive``: the reads at rest missed a live process, or an instance that served load: what it
+  holds is unknown (the notes name them).
+
+Going back is a verdict too: an acknowledged increment whose value is not above one that completed
+before it began (in one store; for ``process``, in one process) lost an acknowledged write, whatever
+the final read says (``loses-acked-writes``, unless the state reset).
 
 Besides the verdict: requests failed during the fault, and the time to recover (from the
 fault until the first success after the last failure).
@@ -31,9 +39,18 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from .checkers import MAX_EXAMPLES, CheckResult, _brief, realtime_violations
+from .checkers import MAX_EXAMPLES, CheckResult, _brief, _realtime_per_process, realtime_violations
 from .history import ok, process_of
-from .verdicts import LEAKS, LOSES_ACKED_WRITES, OVER_COUNTS, RESETS, SURVIVES, UNAVAILABLE
+from .verdicts import (
+    DIVERGES,
+    INCONCLUSIVE,
+    LEAKS,
+    LOSES_ACKED_WRITES,
+    OVER_COUNTS,
+    RESETS,
+    SURVIVES,
+    UNAVAILABLE,
+)
 
 
 def _verdict(words: set[str]) -> frozenset[str]:
@@ -88,7 +105,13 @@ def check_counter_fault(history: list[dict], *, scope: str, fault_at: float, mom
     elif scope == "store":
         final = finals[-1]["value"]
         if len({e["value"] for e in finals}) > 1:
+            words.add(DIVERGES)
             notes.append(f"final reads disagree: {sorted({e['value'] for e in finals})[:6]}")
+        unread = sorted({e.get("instance") for e in acks} - {e.get("instance") for e in finals}, key=str)
+        counts["instances_unread"] = len(unread)
+        if unread:
+            words.add(INCONCLUSIVE)
+            notes.append(f"instance(s) {unread[:4]} served load but answered no read at rest")
         lost = max(0, len(acks) - final)
         counts["final"] = final
         if final > len(load):
@@ -124,7 +147,8 @@ def check_counter_fault(history: list[dict], *, scope: str, fault_at: float, mom
             "processes_unread": len(unknown),
         })
         if unknown:
-            notes.append(f"{len(unknown)} live process(es) did not answer the final reads; their counts are not judged")
+            words.add(INCONCLUSIVE)
+            notes.append(f"{len(unknown)} live process(es) did not answer the final reads: what they hold is unknown")
         if died:
             words.add(RESETS)
             examples.append({"died_holding": dict(sorted(died.items())[:4])})
@@ -133,10 +157,13 @@ def check_counter_fault(history: list[dict], *, scope: str, fault_at: float, mom
     else:
         raise ValueError(f"scope {scope!r}: store or process")
     counts["lost"] = lost
-    if scope == "store":
-        violations, rt_examples = realtime_violations(acks)
-        counts["went_back"] = violations  # an ack whose value is not above one that completed before it began
-        examples.extend(rt_examples[:1])
+    # An ack whose value is not above one that completed before it began (in the store; in its process).
+    violations, rt_examples = realtime_violations(acks) if scope == "store" else _realtime_per_process(acks)
+    counts["went_back"] = violations
+    examples.extend(rt_examples[:1])
+    if violations and not words & {RESETS, LOSES_ACKED_WRITES}:
+        words.add(LOSES_ACKED_WRITES)
+        notes.append(f"{violations} acknowledged increment(s) went back below one acknowledged before them")
     counts.update(outage(history, fault_at))
     return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES], notes)
 

@@ -4,7 +4,9 @@ Fields (JSON lines, one object per request, in ``history/<cell>.jsonl``):
 
 - ``client``: the locust user that sent it (``u0``, ``u1`` ...)
 - ``req``: request number, unique within the cell
-- ``op``: ``incr`` | ``read`` | ``echo``; ``phase``: ``load`` or ``final`` (quiescent reads after the load)
+- ``op``: ``incr`` | ``read`` | ``echo``; ``phase``: ``load`` or ``final`` (quiescent reads after the load);
+  ``op``/``phase`` ``exited``: not a request - a process that served load, answered no read at rest and no
+  longer exists on the driver's host (``pid``, ``instance``; native runs only)
 - ``invoke`` / ``complete``: seconds since the cell started (monotonic clock)
 - ``status``: HTTP status, 0 when the request failed without one
 - ``value``: what came back (counter value or echoed token); ``sent``: the token sent (isolation)

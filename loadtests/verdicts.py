@@ -1,9 +1,11 @@
 """The verdict words, declared once: what each means, its colour and its one-character glyph.
 
 A verdict is a set of words. The matrix's checkers (checkers.py) judge with
-``correct | lost-updates | diverges | leaks | error``; the fault checkers
-(fault_checkers.py) with ``survives | resets | loses-acked-writes | over-counts | leaks |
-unavailable``; an expectation that is not judged is ``{any}``.
+``correct | lost-updates | diverges | over-counts | leaks | error | no-answer | inconclusive``;
+the fault checkers (fault_checkers.py) with ``survives | resets | loses-acked-writes | over-counts |
+diverges | leaks | unavailable | inconclusive``; an expectation that is not judged is ``{any}``.
+``inconclusive`` is the judge saying the history cannot decide (final reads missing, failed, or
+short of a process): never a pass, always with the reason in the notes.
 
 Everything that names, orders, colours or prints a verdict reads it from here: the checkers,
 the expectations (workerlab/expected.py, workerlab/faults.py), the terminal grid
@@ -21,6 +23,8 @@ LOST_UPDATES = "lost-updates"
 DIVERGES = "diverges"
 LEAKS = "leaks"
 ERROR = "error"
+UNANSWERED = "no-answer"
+INCONCLUSIVE = "inconclusive"
 ANY = "any"
 SURVIVES = "survives"
 RESETS = "resets"
@@ -55,6 +59,9 @@ VERDICTS: dict[str, Verdict] = {v.word: v for v in (
     Verdict(DIVERGES, "each process or instance holds its own copy: at rest they disagree", "#8e24aa", "D"),
     Verdict(LEAKS, "a response carried another request's or another user's data", "#ef6c00", "X"),
     Verdict(ERROR, "requests failed: the strategy does not work in this runtime model", "#546e7a", "E"),
+    Verdict(UNANSWERED, "requests were still in flight when the cell ended: sent, never answered", "#5d4037", "N"),
+    Verdict(INCONCLUSIVE, "the history cannot decide: final reads missing, failed or short of a process "
+            "(the notes say why)", "#f9a825", "I"),
     Verdict(ANY, "not judged: the outcome rests on something this run does not pin down", "#9e9e9e", "·"),
     Verdict(SURVIVES, "no acknowledged increment lost across the fault", "#2e7d32", "✓"),
     Verdict(RESETS, "the state went back to empty: a process died holding its count, a session restarted at 1",
@@ -68,8 +75,8 @@ COLOURS = {word: v.colour for word, v in VERDICTS.items()}
 TINTS = {word: v.tint for word, v in VERDICTS.items()}
 
 # The words each checker judges with, in the order a label lists them.
-MATRIX_WORDS = (CORRECT, LOST_UPDATES, DIVERGES, LEAKS, ERROR)
-FAULT_WORDS = (SURVIVES, RESETS, LOSES_ACKED_WRITES, OVER_COUNTS, LEAKS, UNAVAILABLE)
+MATRIX_WORDS = (CORRECT, LOST_UPDATES, DIVERGES, OVER_COUNTS, LEAKS, ERROR, UNANSWERED, INCONCLUSIVE)
+FAULT_WORDS = (SURVIVES, RESETS, LOSES_ACKED_WRITES, OVER_COUNTS, DIVERGES, LEAKS, UNAVAILABLE, INCONCLUSIVE)
 
 
 def format_verdict(verdict, words: tuple[str, ...] = MATRIX_WORDS) -> str:

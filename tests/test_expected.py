@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+from loadtests.checkers import CheckResult
 from loadtests.verdicts import MATRIX_WORDS
 from workerlab.expected import expect, expectation_for
+from workerlab.results import ResultsFile, cell_record, markdown, summary_line
 from workerlab.strategies import STRATEGIES
+
+EAGAIN_TEXT = "sidecar-unreachable: manager unreachable: [Errno 11] Resource temporarily unavailable"
+LOCK_TEXT = "lock-timeout: lock not acquired in 0.1s (a real lock held by a yielding greenlet deadlocks)"
+
+
+def v(*words):
+    return frozenset(words)
 
 
 def test_every_cell_has_a_declared_verdict_and_reason(scenarios):
@@ -16,9 +27,81 @@ def test_every_cell_has_a_declared_verdict_and_reason(scenarios):
 
 
 def test_other_race_windows_do_not_judge_window_dependent_cells(scenarios):
-    e = expectation_for("naive-global", scenarios["gthread-2x8"], "none")
+    e = expectation_for("naive-global", scenarios["gevent-x1"], "none")
     assert e.label == "any"
+    assert not e.judged
+    assert e.judge(v("lost-updates"), {}) is None and e.judge(v("correct"), {}) is None
     assert expectation_for("naive-global", scenarios["sync-x4"], "none").label == "diverges"
+
+
+def test_divergence_stays_judged_under_other_windows(scenarios):
+    kept = [(strategy, name) for strategy in STRATEGIES for name, s in scenarios.items()
+            if expectation_for(strategy, s, "none").judged and expect(strategy, s).rests_on_window]
+    # naive-global and SimpleCache get/set wherever several processes each hold threads or greenlets
+    assert sorted(kept) == sorted((st, sc) for st in ("naive-global", "cache-simple-get-set")
+                                  for sc in ("gthread-2x8", "gevent-x4", "scale-out-3"))
+    e = expectation_for("naive-global", scenarios["gthread-2x8"], "io")
+    assert e.label == "diverges+lost-updates?"
+    assert e.judge(v("diverges"), {}) is True
+    assert e.judge(v("diverges", "lost-updates"), {}) is True
+
+
+def test_divergence_missing_under_other_windows_is_a_mismatch(scenarios):
+    e = expectation_for("naive-global", scenarios["gthread-2x8"], "none")
+    assert e.judge(v("lost-updates"), {}) is False
+    assert e.judge(v("correct"), {}) is False
+    assert e.judge(v("diverges", "leaks"), {}) is False
+
+
+def test_expected_eagain_error_matches_its_cause(scenarios):
+    e = expect("mp-manager", scenarios["gevent-x1"])
+    assert e.judge(v("error"), {EAGAIN_TEXT: 300}) is True
+
+
+def test_a_different_error_than_the_expected_eagain_is_a_mismatch(scenarios):
+    e = expect("mp-manager", scenarios["gevent-x1"])
+    assert e.judge(v("error"), {"HTTP 502": 3}) is False  # the stack crashed, nginx answered
+    assert e.judge(v("error"), {EAGAIN_TEXT: 297, "HTTP 502": 3}) is False
+    assert e.judge(v("error"), {}) is False  # no failed request to name the cause
+    assert e.judge(v("error", "no-answer"), {EAGAIN_TEXT: 300}) is False
+
+
+def test_expected_lock_timeout_matches_its_cause(scenarios):
+    e = expect("locked-global", scenarios["gevent-unpatched"])
+    assert e.judge(v("error"), {LOCK_TEXT: 56}) is True
+
+
+def test_a_different_error_than_the_lock_timeout_is_a_mismatch(scenarios):
+    e = expect("locked-global", scenarios["gevent-unpatched"])
+    assert e.judge(v("error"), {"internal: RuntimeError": 1, LOCK_TEXT: 5}) is False
+    assert e.judge(v("error"), {EAGAIN_TEXT: 5}) is False
+
+
+def _record(scenarios, strategy, scenario, race_window, verdict):
+    strat = SimpleNamespace(name=strategy, check="counter", question=1)
+    e = expectation_for(strategy, scenarios[scenario], race_window)
+    return cell_record(scenario, strat, e, CheckResult(v(*verdict)), history_path=None, throughput_=None)
+
+
+def test_not_judged_is_counted_apart_from_matched(scenarios, tmp_path):
+    results = ResultsFile(tmp_path, {"race_window": "none"}, {n: scenarios[n] for n in ("gevent-x1", "gthread-2x8")})
+    results.add(_record(scenarios, "naive-global", "gevent-x1", "none", ["correct"]))  # rests on the window
+    results.add(_record(scenarios, "naive-global", "gthread-2x8", "none", ["diverges"]))  # judged: divergence
+    results.add(_record(scenarios, "redis-incr", "gevent-x1", "none", ["lost-updates"]))  # judged: wrong
+    summary = results.data["summary"]
+    assert results.data["cells"][0]["match"] is None
+    assert (summary["cells"], summary["judged"], summary["matched"], summary["mismatched"],
+            summary["not_judged"]) == (3, 2, 1, 1, 1)
+    assert summary_line(summary) == "1 of 3 cells as expected, 1 differ, 1 not judged"
+    assert "1 not judged" in markdown(results.data)
+    assert "correct (not judged)" in markdown(results.data)
+
+
+def test_every_judged_cell_matched_has_no_not_judged_count(scenarios, tmp_path):
+    results = ResultsFile(tmp_path, {"race_window": "yield"}, {})
+    results.add(_record(scenarios, "naive-global", "gevent-x1", "yield", ["lost-updates"]))
+    assert results.data["summary"]["not_judged"] == 0
+    assert summary_line(results.data["summary"]) == "1 of 1 cells as expected, 0 differ"
 
 
 def test_scenarios_declare_the_runtime_models(scenarios):

@@ -78,6 +78,50 @@ def test_process_counter_resets_when_its_process_dies():
     assert r.verdict == {"survives"}
 
 
+def test_store_reads_at_rest_that_agree_survive():
+    acked = [_incr(i, i + 1, i * 0.01) for i in range(10)]
+    r = check_counter_fault(acked + [_final(10), _final(10, pid=2)], scope="store", fault_at=0.05)
+    assert r.verdict == {"survives"} and r.counts["instances_unread"] == 0
+
+
+def test_store_reads_at_rest_that_disagree_diverge():
+    acked = [_incr(i, i + 1, i * 0.01) for i in range(10)]
+    r = check_counter_fault(acked + [_final(10), _final(7, pid=2, t=9.0)], scope="store", fault_at=0.05)
+    assert r.verdict == {"diverges"}
+    assert r.notes == ["final reads disagree: [7, 10]"]
+
+
+def test_store_instance_that_served_load_but_was_not_read_is_inconclusive():
+    acked = [_incr(i, i + 1, i * 0.01) for i in range(10)] + [{**_incr(10, 11, 0.2), "instance": "i2"}]
+    r = check_counter_fault(acked + [_final(11)], scope="store", fault_at=0.05)
+    assert r.verdict == {"inconclusive"}
+    assert r.notes == ["instance(s) ['i2'] served load but answered no read at rest"]
+
+
+def test_store_counter_that_went_back_loses_acked_writes_even_if_the_final_covers_them():
+    # 5 then 4 (after 5 completed): an acknowledged increment was not seen; a failed request made up the count.
+    history = [_incr(i, i + 1, i * 0.01) for i in range(5)] + [_incr(5, 4, 0.2), _incr(6, None, 0.3, status=502)]
+    r = check_counter_fault(history + [_final(7)], scope="store", fault_at=0.1)
+    assert r.counts["lost"] == 0 and r.counts["went_back"] == 1
+    assert r.verdict == {"loses-acked-writes"}
+
+
+def test_process_counter_that_went_back_loses_acked_writes():
+    history = [_incr(i, i + 1, i * 0.01) for i in range(5)] + [_incr(5, 3, 0.2)] + [_final(6)]
+    assert check_counter_fault(history, scope="process", fault_at=0.1).verdict == {"loses-acked-writes"}
+    ordered = [_incr(i, i + 1, i * 0.01) for i in range(6)] + [_final(6)]
+    assert check_counter_fault(ordered, scope="process", fault_at=0.1).verdict == {"survives"}
+
+
+def test_process_counter_with_a_live_process_unread_is_inconclusive():
+    history = [_incr(i, i + 1, i * 0.01, pid=1) for i in range(5)] + [_incr(5 + i, i + 1, i * 0.01, pid=2)
+                                                                      for i in range(5)]
+    r = check_counter_fault(history + [_final(5, pid=1)], scope="process", fault_at=0.45)
+    assert r.verdict == {"inconclusive"} and r.counts["processes_unread"] == 1
+    r = check_counter_fault(history + [_final(5, pid=1), _final(5, pid=2)], scope="process", fault_at=0.45)
+    assert r.verdict == {"survives"}
+
+
 def test_sessions_name_the_users_who_lost_theirs():
     history = [_incr(i, i + 1, i * 0.01, client="a") for i in range(10)]
     history += [_incr(10 + i, i + 1, 0.2 + i * 0.01, client="a") for i in range(5)]  # a starts again from 1

@@ -26,6 +26,7 @@ from .paths import RESULTS_DIR
 from .progress import current, phase
 from .report import TerminalReport, styled, throughput_table, verdict_grid
 from .report_cli import report
+from .results import summary_line
 from .scenarios import UnknownName, load_scenarios, pick
 from .stack import NativeStack, missing_binaries
 from .strategies import RACE_WINDOWS, STRATEGIES
@@ -170,13 +171,13 @@ def run(scenario, strategy, quick, requests, users, race_window, direct, output,
         console.print(verdict_grid(data))
         console.print(throughput_table(data))
         s = data["summary"]
-        console.print(f"{s['matched']} of {s['cells']} cells as expected ({s['planned']} planned), "
-                      f"{s['mismatched']} differ ({time.monotonic() - started:.0f}s). "
+        console.print(f"{summary_line(s)} ({s['planned']} planned, {time.monotonic() - started:.0f}s). "
                       f"Results: {run_dir / 'results.json'}  matrix: {run_dir / 'results.md'}")
         if report_path:
             console.print(f"HTML report: {report_path}")
         if data["settings"]["race_window"] != "yield":
-            console.print("[dim]cells marked 'any' rest on the 'yield' race window and are not judged[/]")
+            console.print("[dim]cells marked 'any' rest on the 'yield' race window and are not judged; "
+                          "words marked '?' may show or not[/]")
     sys.exit(0 if data["summary"]["mismatched"] == 0 else 1)
 
 

@@ -3,21 +3,31 @@
 Declared as one rule per strategy over the scenario's traits (see
 scenarios.Scenario), so the 300-odd cells of the table cannot drift apart; `python -m
 workerlab expected` prints the table in full. The rules hold for the default race
-window (``yield``). With ``none`` or ``io``, cells whose outcome rests on that
-window are marked "not judged" rather than guessed.
+window (``yield``). With ``none`` or ``io``, the words that rest on that window may or
+may not show (``maybe``); a cell left with nothing else to judge is "not judged"
+(``any``, never counted as matched) rather than guessed. ``diverges`` never rests on the
+window (it comes from processes), so a cell that expects it stays judged.
 
-Verdicts are sets of: lost-updates, diverges, leaks, error - or {correct}.
+Verdicts are sets of: lost-updates, diverges, leaks, error - or {correct}. An expected
+``error`` names its cause: a pattern every failed request's error text must match (the
+app's JSON ``error: message``, as the driver records it), so a different failure - a
+crashed stack, a 502 - is a mismatch.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from loadtests.verdicts import ANY, CORRECT, DIVERGES, ERROR, LEAKS, LOST_UPDATES, format_verdict
+from loadtests.verdicts import ANY, CORRECT, DIVERGES, ERROR, LEAKS, LOST_UPDATES, MATRIX_WORDS, format_verdict
 
 from .scenarios import Scenario
 
 CORRECT_VERDICT = frozenset({CORRECT})
+# The causes an expected error names: a pattern over the failed requests' error texts.
+EAGAIN = r"^sidecar-unreachable: manager unreachable: .*(\[Errno 11\]|EAGAIN|Resource temporarily unavailable)"
+LOCK_TIMEOUT = r"^lock-timeout: "
 
 
 @dataclass(frozen=True)
@@ -25,10 +35,27 @@ class Expectation:
     verdict: frozenset[str]
     reason: str
     rests_on_window: bool = False  # only holds with the explicit 'yield' race window
+    cause: str | None = None  # an expected error: the pattern every failed request's error text matches
+    maybe: frozenset[str] = frozenset()  # words that may show or not (they rest on a race window not pinned)
 
     @property
     def label(self) -> str:
-        return format_verdict(self.verdict)
+        return format_verdict(self.verdict) + "".join(f"+{w}?" for w in MATRIX_WORDS if w in self.maybe)
+
+    @property
+    def judged(self) -> bool:
+        return ANY not in self.verdict
+
+    def judge(self, observed: frozenset[str], error_texts: Mapping[str, int]) -> bool | None:
+        """Does the observed verdict match? None: not judged. Every expected word must show, nothing but
+        those and the ``maybe`` words may, and an expected error must be the named one, every time."""
+        if not self.judged:
+            return None
+        if not self.verdict <= observed <= self.verdict | self.maybe:
+            return False
+        if ERROR in self.verdict and self.cause:
+            return bool(error_texts) and all(re.search(self.cause, text) for text in error_texts)
+        return True
 
 
 def _v(*words: str) -> frozenset[str]:
@@ -44,7 +71,8 @@ def in_process(s: Scenario, *, lock: bool = False, atomic_in_process: bool = Fal
     c = s.in_process_concurrency
     if c == "greenlets-unpatched" and lock:
         return Expectation(
-            _v(ERROR), "a real Lock held by a yielding greenlet blocks the whole thread: acquire times out", True
+            _v(ERROR), "a real Lock held by a yielding greenlet blocks the whole thread: acquire times out", True,
+            cause=LOCK_TIMEOUT,
         )
     if c != "none" and not lock and not atomic_in_process:
         words.append(LOST_UPDATES)
@@ -114,7 +142,7 @@ def expect(strategy: str, s: Scenario) -> Expectation:
     if strategy == "mp-manager":
         if s.in_process_concurrency == "greenlets":
             return Expectation(
-                _v(ERROR), "multiprocessing's Connection reads a socket gevent made non-blocking: EAGAIN"
+                _v(ERROR), "multiprocessing's Connection reads a socket gevent made non-blocking: EAGAIN", cause=EAGAIN
             )
         return shared_atomic(s, "the manager server (under its lock)")
     if strategy in ("redis-get-set", "cache-redis-get-set"):
@@ -156,5 +184,9 @@ def expect(strategy: str, s: Scenario) -> Expectation:
 def expectation_for(strategy: str, s: Scenario, race_window: str) -> Expectation:
     e = expect(strategy, s)
     if race_window != "yield" and e.rests_on_window:
-        return Expectation(frozenset({ANY}), f"not judged: rests on the 'yield' race window ({e.reason})")
+        kept = e.verdict & {DIVERGES}  # each process counting on its own does not rest on any window
+        if not kept:
+            return Expectation(frozenset({ANY}), f"not judged: rests on the 'yield' race window ({e.reason})")
+        return Expectation(kept, f"{e.reason}; only the divergence is judged: the rest rests on the 'yield' race "
+                           "window", maybe=e.verdict - kept)
     return e

@@ -109,7 +109,8 @@ def cell_view(cell: dict) -> dict:
         "observed_words": observed,
         "expected": verdict_label(cell, "expected"),
         "reason": (cell.get("expected") or {}).get("reason") or "",
-        "match": bool(cell.get("match")),
+        "match": cell.get("match") is not False,  # null: not judged, never shown as a mismatch
+        "judged": cell.get("match") is not None,
         "error": cell.get("error"),
         "background": cell_background([ERROR] if cell.get("error") else observed),
         "evidence": evidence(cell),

@@ -120,7 +120,7 @@ class Matrix:
                           requests=requests, time_limit=self.time_limit, users=self.cell_users(s.check, requests))
                  for s in self.strategies.values()]
         return Plan(host=stack.url, instances=stack.instance_urls, users=self.settings.users, out=str(step.folder),
-                    cells=cells)
+                    cells=cells, local_pids=self.settings.engine == "native")
 
     def on_event(self, step: Step, stack, driver: DriverSession, event: dict) -> None:
         cell = driver.plan.cell(event["cell"])

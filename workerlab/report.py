@@ -69,7 +69,7 @@ class TerminalReport:
         if self.mode == "json":
             print(json.dumps(cell), flush=True)
             return
-        if self.mode == "quiet" and cell["match"]:
+        if self.mode == "quiet" and cell["match"] is not False:
             return
         t = cell.get("throughput") or {}
         counts = cell.get("counts") or {}
@@ -79,7 +79,7 @@ class TerminalReport:
         if (counts.get("distinct_final_values") or 0) > 1:
             differ = f"final values differ across {counts['distinct_final_values']} processes"
             evidence = f"{evidence}, {differ}" if evidence else differ
-        mark = "[green]ok[/]" if cell["match"] else "[bold red on white] MISMATCH [/]"
+        mark = {True: "[green]ok[/]", None: "[dim]not judged[/]"}.get(cell["match"], "[bold red on white] MISMATCH [/]")
         perf = ""
         if t.get("rps") is not None:
             bound = " [yellow]generator-bound[/]" if t.get("generator_bound") else ""
@@ -91,7 +91,7 @@ class TerminalReport:
             line += f" [dim]({evidence})[/]"
         if cell.get("error"):
             line += f"\n      [red]error: {cell['error']}[/]"
-        elif not cell["match"] and cell.get("examples"):
+        elif cell["match"] is False and cell.get("examples"):
             line += f"\n      [dim]e.g. {json.dumps(cell['examples'][0])[:200]}[/]"
         self.console.print(line, highlight=False)
 
@@ -129,6 +129,8 @@ class VerdictGrid:
             for c in cells:
                 if c is None:
                     row.append("")
+                elif c["match"] is None:
+                    row.append(f"{styled(c['observed']['label'])} [dim](not judged)[/]")
                 elif c["match"]:
                     row.append(styled(c["observed"]["label"]))
                 else:
@@ -147,7 +149,7 @@ class VerdictGrid:
             for c in cells:
                 if c is None:
                     row.append(Text(""))
-                elif c["match"]:
+                elif c["match"] is not False:  # matched, or not judged (the legend's '·' when expected "any")
                     row.append(glyphs(c["observed"]["verdict"]))
                 else:
                     row.append(Text.assemble((MISMATCH, "bold red"), glyphs(c["observed"]["verdict"]), "\n",

@@ -13,16 +13,17 @@ Schema ``worker-lab/results/v1``::
       "scenarios": {name: {"description", "error" | null}},
       "cells": [{
         "scenario", "strategy", "check", "question",
-        "expected": {"verdict": [...], "label", "reason"},
+        "expected": {"verdict": [...], "label", "reason", "maybe": [...], "cause": regex | null},
         "observed": {"verdict": [...], "label"} ,
-        "match": bool,                       # observed == expected (an "any" expectation always matches)
+        "match": bool | null,                # observed matches expected (expected.Expectation.judge);
+                                             # null: not judged (an "any" expectation) - never counted as matched
         "counts": {...}, "examples": [...], "notes": [...],   # from the checker
         "throughput": {"rps", "p50_ms", "p95_ms", "p99_ms", "achieved_concurrency",
                        "generator_cpu_share", "generator_bound", "load_seconds"},
         "history": "history/<scenario>/<strategy>.jsonl",   # relative to the run folder
         "error": null | "text"                # the cell could not run at all
       }],
-      "summary": {"cells", "matched", "mismatched", "errors"}
+      "summary": {"planned", "cells", "judged", "matched", "mismatched", "not_judged", "errors"}
     }
 """
 
@@ -119,15 +120,18 @@ def _round(value: float | None) -> float | None:
 def cell_record(scenario: str, strategy, expectation: Expectation, check: CheckResult | None, *,
                 history_path: str | None, throughput_: dict | None, error: str | None = None) -> dict:
     observed = check.verdict if check else frozenset({ERROR})
-    match = ANY in expectation.verdict or observed == expectation.verdict
+    match = expectation.judge(observed, check.error_texts if check else {})
+    if error:
+        match = False  # the cell could not run: judged, and not as expected
     return {
         "scenario": scenario,
         "strategy": strategy.name,
         "check": strategy.check,
         "question": strategy.question,
-        "expected": {"verdict": sorted(expectation.verdict), "label": expectation.label, "reason": expectation.reason},
+        "expected": {"verdict": sorted(expectation.verdict), "label": expectation.label, "reason": expectation.reason,
+                     "maybe": sorted(expectation.maybe), "cause": expectation.cause},
         "observed": {"verdict": sorted(observed), "label": format_verdict(observed)},
-        "match": bool(match and not error),
+        "match": match,
         "counts": check.counts if check else {},
         "examples": check.examples if check else [],
         "notes": check.notes if check else [],
@@ -189,8 +193,10 @@ class ResultsFile:
         self.data["summary"] = {
             "planned": self.planned,
             "cells": len(cells),
-            "matched": sum(1 for c in cells if c["match"]),
-            "mismatched": sum(1 for c in cells if not c["match"]),
+            "judged": sum(1 for c in cells if c["match"] is not None),
+            "matched": sum(1 for c in cells if c["match"] is True),
+            "mismatched": sum(1 for c in cells if c["match"] is False),
+            "not_judged": sum(1 for c in cells if c["match"] is None),
             "errors": sum(1 for c in cells if c["error"]),
         }
         with interrupt.shielded():
@@ -207,14 +213,22 @@ def grid(data: dict) -> tuple[list[str], list[tuple[str, list[dict | None]]]]:
     return scenarios, [(s, [by.get((s, scenario)) for scenario in scenarios]) for s in strategies]
 
 
+def summary_line(summary: dict) -> str:
+    """'50 of 54 cells as expected, 0 differ, 4 not judged': a cell that is not judged is not matched."""
+    line = (f"{summary.get('matched', 0)} of {summary.get('cells', 0)} cells as expected, "
+            f"{summary.get('mismatched', 0)} differ")
+    if summary.get("not_judged"):
+        line += f", {summary['not_judged']} not judged"
+    return line
+
+
 def markdown(data: dict) -> str:
     scenarios, rows = grid(data)
     lines = [
         f"# worker-lab run {data['run_id']} ({data['status']})",
         "",
         f"Race window: `{data['settings'].get('race_window')}`; {data['settings'].get('requests')} requests per "
-        f"cell at {data['settings'].get('users')} users; {data['summary'].get('matched', 0)} of "
-        f"{data['summary'].get('cells', 0)} cells as expected.",
+        f"cell at {data['settings'].get('users')} users; {summary_line(data['summary'])}.",
         "",
         "Each cell: observed verdict; `!!` marks a cell that differs from the expected one (shown after `≠`).",
         "",
@@ -226,6 +240,8 @@ def markdown(data: dict) -> str:
         for c in cells:
             if c is None:
                 row.append("")
+            elif c["match"] is None:
+                row.append(f"{c['observed']['label']} (not judged)")
             elif c["match"]:
                 row.append(c["observed"]["label"])
             else:
