@@ -161,7 +161,9 @@ def test_interrupted_at_random_moments_the_lab_always_ends_clean(tmp_path):
     assert reference["status"] == 0 and reference["runs"][0]["results"]["status"] == "complete", reference
     assert not reference["leftovers"], reference
     assert len(interrupted) == STRESS_TRIALS
-    assert sum(1 for t in interrupted if t["sent_at"] < 1.0) >= STRESS_TRIALS // 2
+    # Half are scheduled inside the first second (on a loaded machine the lab's first line itself may come later:
+    # before it nothing is sent).
+    assert sum(1 for t in interrupted if t["delay"] < 1.0) >= STRESS_TRIALS // 2
     found = [p for t in interrupted for p in problems(t)]
     landed = sorted({last_phase(t).split()[0] for t in interrupted})
     assert not found, f"seed {seed} (LAB_INTERRUPT_TRIALS, --seed reproduce it); phases hit: {landed}\n" + \
