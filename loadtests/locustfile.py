@@ -48,6 +48,26 @@ def set_cookie_of(response) -> str | None:
     return response.headers.get("Set-Cookie") if response is not None and response.headers else None
 
 
+class NoSessionCookie(RuntimeError):
+    """The same-user set-up request got no session cookie back."""
+
+
+def shared_session_cookie(response) -> str:
+    """The ``name=value`` of the session cookie the same-user set-up request got back.
+
+    Every user of a same-user cell sends this one cookie. Without it each would get a session of its
+    own, which a counter check would also read as lost updates: no cookie is an error, never a verdict.
+    """
+    set_cookie = set_cookie_of(response)
+    if not set_cookie:
+        status = getattr(response, "status_code", 0)
+        raise NoSessionCookie(
+            f"same-user set-up: the request as user 'shared' got no session cookie "
+            f"({f'HTTP {status}' if status else 'no answer'}); without it every user would get a session of its own"
+        )
+    return set_cookie.split(";", 1)[0].strip()
+
+
 class Budget:
     """How many requests a cell may send; None means unbounded (interactive use)."""
 
