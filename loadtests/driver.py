@@ -31,7 +31,7 @@ from locust.event import EventHook  # noqa: E402
 from . import locustfile  # noqa: E402
 from .final_reads import EveryProcessSeen, Settled, final_reads  # noqa: E402
 from .history import process_of, write_history  # noqa: E402
-from .locustfile import RECORDER, USER_CLASSES, Budget, Cell, read_at_rest  # noqa: E402
+from .locustfile import RECORDER, USER_CLASSES, Budget, Cell, read_at_rest, shared_session_cookie  # noqa: E402
 from .protocol import DRAIN_AFTER_TIMEOUT_S, GO, READ_AT_REST, CellPlan, Plan, event_line  # noqa: E402
 
 ANSWER_IN_FLIGHT_S = 10.0  # after the time limit: how long requests already sent may take to be answered
@@ -69,14 +69,16 @@ class SetupUser(locustfile.LabUser):
 
 
 def prepare_same_user(env: Environment, cell: CellPlan) -> None:
-    """One increment as user 'shared' creates the session whose cookie every user then sends."""
+    """One increment as user 'shared' creates the session whose cookie every user then sends.
+
+    No cookie back raises NoSessionCookie: the cell is then an error (cell-error), never judged.
+    """
     setup = SetupUser(env)
     setup.client_id = "setup"
     setup.client.client.cookiejar = None
     Cell.budget.take()
     response = setup.send("incr", f"/s/{cell.strategy}/incr?client=shared")
-    cookie = response.headers.get("Set-Cookie") if response is not None and response.headers else None
-    Cell.shared_cookie = cookie.split(";", 1)[0] if cookie else None
+    Cell.shared_cookie = shared_session_cookie(response)
 
 
 _BASE_HANDLERS: dict[str, list] | None = None

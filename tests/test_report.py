@@ -185,6 +185,52 @@ def test_partial_run_renders(tmp_path, sample):
     assert sum(1 for c in cells if "empty" in c["class"]) == 4  # dev-single column: nothing ran
 
 
+def test_interrupted_run_says_how_many_planned_cells_it_judged(tmp_path, sample):
+    data = copy.deepcopy(sample)
+    data["status"] = "interrupted"
+    data["summary"]["planned"] = 20
+    text = render_report(write_run(tmp_path / "r", data)).read_text()
+    assert re.search(r'<span class="badge part" id="planned">\s*8 of 20 planned cells run\s*</span>', text)
+
+
+def test_complete_run_shows_no_planned_badge(rendered, tmp_path, sample):
+    _, text = rendered  # no "planned" in the fixture: an older results.json
+    assert 'id="planned"' not in text
+    data = copy.deepcopy(sample)
+    data["summary"]["planned"] = 8
+    assert 'id="planned"' not in render_report(write_run(tmp_path / "r", data)).read_text()
+
+
+def test_compose_run_shows_the_versions_that_served_beside_the_hosts(tmp_path, sample):
+    data = copy.deepcopy(sample)
+    data["settings"]["engine"] = "compose"
+    served = {**{k: v for k, v in data["versions"].items() if k != "locust"}, "nginx": "1.27.5", "python": "3.11.13"}
+    for name in ("sync-x4", "gevent-x1"):
+        data["scenarios"][name]["served_versions"] = served
+    text = render_report(write_run(tmp_path / "r", data)).read_text()
+    assert "versions on this host (the load generator)" in text
+    table = text[text.index('id="served-versions"'):text.index("</table>", text.index('id="served-versions"'))]
+    assert "<th>sync-x4</th><th>gevent-x1</th>" in table
+    assert "<tr><td>nginx</td><td>1.27.5</td><td>1.27.5</td></tr>" in table
+    assert "<tr><td>python</td><td>3.11.13</td><td>3.11.13</td></tr>" in table
+
+
+def test_native_run_has_no_served_versions_table(rendered):
+    _, text = rendered
+    assert 'id="served-versions"' not in text and "on this host" not in text
+
+
+def test_machine_shows_the_cpus_usable(tmp_path, sample):
+    data = copy.deepcopy(sample)
+    data["machine"].update(cpu_affinity=[1], cpu_quota={"cgroup": "v1", "path": "/sys/fs/cgroup/cpu", "quota_us":
+                                                        150000, "period_us": 100000, "cpus": 1.5})
+    text = render_report(write_run(tmp_path / "r", data)).read_text()
+    assert "1 of 2 by affinity (CPUs 1); quota 1.5 CPUs (cgroup v1: 150000 µs per 100000 µs)" in text
+    data["machine"]["cpu_quota"] = {"cgroup": "v1", "quota_us": None, "period_us": 100000, "cpus": None}
+    text = render_report(write_run(tmp_path / "r", data)).read_text()
+    assert "no CPU quota (cgroup v1)" in text
+
+
 def test_compare_finds_changes(sample):
     later = mismatched(sample)
     result = compare(sample, later)

@@ -26,7 +26,7 @@ from .paths import RESULTS_DIR
 from .progress import current, phase
 from .report import TerminalReport, styled, throughput_table, verdict_grid
 from .report_cli import report
-from .results import summary_line
+from .results import of_planned, summary_line
 from .scenarios import UnknownName, load_scenarios, pick
 from .stack import NativeStack, missing_binaries
 from .strategies import RACE_WINDOWS, STRATEGIES
@@ -171,7 +171,9 @@ def run(scenario, strategy, quick, requests, users, race_window, direct, output,
         console.print(verdict_grid(data))
         console.print(throughput_table(data))
         s = data["summary"]
-        console.print(f"{summary_line(s)} ({s['planned']} planned, {time.monotonic() - started:.0f}s). "
+        partial = of_planned(data)
+        console.print((f"[bold yellow]{data['status']}: {partial}.[/] " if partial else "")
+                      + f"{summary_line(s)} ({s['planned']} planned, {time.monotonic() - started:.0f}s). "
                       f"Results: {run_dir / 'results.json'}  matrix: {run_dir / 'results.md'}")
         if report_path:
             console.print(f"HTML report: {report_path}")

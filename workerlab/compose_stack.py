@@ -96,6 +96,10 @@ class ComposeStack(ManagedStack):
             pass
         self._script("down", log=logs / "compose-down.log", timeout=180)
 
+    def exec_in(self, service: str, argv: list[str]) -> subprocess.CompletedProcess:
+        """argv run inside the stack's first container of `service` (compose exec), its output captured."""
+        return self._script("compose", "exec", "-T", service, *argv, timeout=60)
+
     @property
     def url(self) -> str:
         port = self.app_ports[0] if self.direct else self.http_port

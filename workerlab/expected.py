@@ -162,7 +162,9 @@ def expect(strategy: str, s: Scenario) -> Expectation:
         return Expectation(CORRECT_VERDICT, "the session belongs to one user, whose requests come one at a time")
     if strategy == "cookie-session-big":
         return Expectation(
-            _v(LOST_UPDATES), "past 4096 bytes the browser drops the cookie, and the state stops advancing"
+            _v(LOST_UPDATES),
+            "past 4096 bytes (name + value) the browser ignores the new cookie and the state stops advancing; "
+            "the load generator applies the browser's rule (checked against Chromium in tests/browser)",
         )
     if strategy == "session-dict":
         return _session_in_process(s)

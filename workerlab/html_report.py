@@ -26,7 +26,7 @@ from loadtests.verdicts import MATRIX_WORDS as VERDICT_WORDS
 from loadtests.verdicts import TINTS as VERDICT_TINTS
 
 from .charts import ceilings, chart_cells, chart_compare, chart_latency, chart_scenarios
-from .results import SCHEMA, scenario_order, strategy_order, verdict_words
+from .results import SCHEMA, of_planned, scenario_order, strategy_order, verdict_words
 from .runfile import write_atomic
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -171,6 +171,23 @@ def _num(value, digits: int = 0) -> str:
     return str(value)
 
 
+def cpus_usable(machine: dict) -> str | None:
+    """The CPUs the lab's process could use, in words: its affinity and its cgroup's CPU quota."""
+    if "cpu_affinity" not in machine and "cpu_quota" not in machine:
+        return None  # a results.json from before these were recorded
+    affinity, quota = machine.get("cpu_affinity"), machine.get("cpu_quota")
+    parts = [f"{len(affinity)} of {machine.get('cpu_count', '?')} by affinity (CPUs "
+             f"{', '.join(map(str, affinity))})" if affinity else "affinity unknown"]
+    if not quota:
+        parts.append("no cgroup CPU controller found")
+    elif quota.get("cpus") is None:
+        parts.append(f"no CPU quota (cgroup {quota.get('cgroup')})")
+    else:
+        parts.append(f"quota {quota['cpus']:g} CPUs (cgroup {quota.get('cgroup')}: {quota.get('quota_us')} µs per "
+                     f"{quota.get('period_us')} µs)")
+    return "; ".join(parts)
+
+
 def page_context(data: dict) -> dict:
     scenarios = scenario_order(data)
     strategies = strategy_order(data)
@@ -189,6 +206,10 @@ def page_context(data: dict) -> dict:
         "grid": by,
         "cells": cells,
         "summary": data.get("summary") or {},
+        "of_planned": of_planned(data),
+        "cpus_usable": cpus_usable(data.get("machine") or {}),
+        "served_versions": {n: s["served_versions"] for n, s in (data.get("scenarios") or {}).items()
+                            if isinstance(s, dict) and s.get("served_versions")},
         "scenario_errors": {n: s.get("error") for n, s in (data.get("scenarios") or {}).items()
                             if isinstance(s, dict) and s.get("error")},
         "ceilings": found,

@@ -110,6 +110,9 @@ class Matrix:
 
     def stack_up(self, step: Step, stack, seconds: float) -> None:
         self.report.stack_up(step.scenario, stack, seconds)
+        if self.settings.engine == "compose":  # the containers' versions, not the host's
+            phase("probe-versions", step.label)
+            self.results.probe_served_versions(step.scenario.name, stack.exec_in)
 
     def plan(self, step: Step, stack) -> Plan:
         scenario = step.scenario

@@ -6,11 +6,24 @@ Schema ``worker-lab/results/v1``::
       "schema": "worker-lab/results/v1",
       "run_id": "20261127-131500", "status": "running" | "complete" | "interrupted" | "failed",
       "started": ISO time, "finished": ISO time | null,
-      "settings": {"requests", "users", "race_window", "direct", "quick", "scenarios", "strategies"},
-      "versions": {"python", "flask", "gunicorn", "gevent", "locust", "redis-py", "pymemcache",
-                   "redis-server", "memcached", "nginx"},
-      "machine": {"cpu_count", "platform"},
-      "scenarios": {name: {"description", "error" | null}},
+      "settings": {"requests", "users", "race_window", "direct", "quick", "sidecars", "engine": "native" | "compose",
+                   "scenarios", "strategies"},
+      "versions": {"python", "flask", "gunicorn", "gevent", "redis-py", "pymemcache", "flask-session",
+                   "flask-caching", "locust", "redis-server", "memcached", "nginx"},   # each a string or null
+                                            # THIS HOST's: the load generator's, and in a native run what served;
+                                            # a compose run's servers are in scenarios[name].served_versions
+      "machine": {
+        "cpu_count",                        # os.cpu_count(): the machine's CPUs
+        "cpu_affinity": [0, 1] | null,      # os.sched_getaffinity(0): the CPUs the lab's process may run on
+        "cpu_quota": null | {               # its cgroup's CPU bandwidth limit, the tightest of it and its parents;
+          "cgroup": "v1" | "v2", "path",    #   null: no cgroup CPU controller found
+          "quota_us": int | null, "period_us": int,   # v1 cpu.cfs_quota_us / cpu.cfs_period_us, v2 cpu.max
+          "cpus": float | null},            #   quota / period; null: no limit
+        "platform"},
+      "scenarios": {name: {"description", "error" | null,
+                           "served_versions": {...}}},   # compose runs only: asked of the scenario's running
+                                            # containers (compose exec: the app's python and packages, redis-server,
+                                            # memcached, nginx), the keys of "versions" but locust; null = no answer
       "cells": [{
         "scenario", "strategy", "check", "question",
         "expected": {"verdict": [...], "label", "reason", "maybe": [...], "cause": regex | null},
@@ -21,9 +34,13 @@ Schema ``worker-lab/results/v1``::
         "throughput": {"rps", "p50_ms", "p95_ms", "p99_ms", "achieved_concurrency",
                        "generator_cpu_share", "generator_bound", "load_seconds"},
         "history": "history/<scenario>/<strategy>.jsonl",   # relative to the run folder
-        "error": null | "text"                # the cell could not run at all
+        "error": null | "text"                # the cell could not run at all, e.g. a same-user set-up that got
+                                              # no session cookie ("driver: NoSessionCookie: ..."): no verdict
+                                              # from its history, observed "error"
       }],
-      "summary": {"planned", "cells", "judged", "matched", "mismatched", "not_judged", "errors"}
+      "summary": {"planned",                # cells the run set out to run (null in files from before it)
+                  "cells", "judged", "matched", "mismatched", "not_judged", "errors"}
+                                            # cells < planned: an interrupted or failed run
     }
 """
 
@@ -54,34 +71,113 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _version_of(argv: list[str], pattern: str) -> str | None:
+# The app's Python packages, by (label in results.json, distribution name); the host has them too.
+APP_PACKAGES = (("flask", "flask"), ("gunicorn", "gunicorn"), ("gevent", "gevent"), ("redis-py", "redis"),
+                ("pymemcache", "pymemcache"), ("flask-session", "flask-session"), ("flask-caching", "flask-caching"))
+# The servers beside the app: (label, compose service, how to ask its version, where the version is in the answer).
+SERVERS = (("redis-server", "redis", ["redis-server", "--version"], r"v=(\S+)"),
+           ("memcached", "memcached", ["memcached", "-V"], r"memcached (\S+)"),
+           ("nginx", "nginx", ["nginx", "-v"], r"nginx/(\S+)"))
+# Run by the app container's python: its own version and its packages', as one JSON line.
+_APP_PROBE = ("import importlib.metadata as m, json, platform\n"
+              "def version(dist):\n"
+              "    try:\n        return m.version(dist)\n"
+              "    except m.PackageNotFoundError:\n        return None\n"
+              f"print(json.dumps({{'python': platform.python_version(), "
+              f"**{{label: version(dist) for label, dist in {APP_PACKAGES!r}}}}}))")
+
+
+def _version_in(run, argv: list[str], pattern: str) -> str | None:
+    """The version `pattern` finds in what `run(argv)` (a CompletedProcess with text) printed; None if nothing."""
     try:
-        out = procs.run(argv, text=True, timeout=5)
+        out = run(argv)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    match = re.search(pattern, out.stdout + out.stderr)
+    match = re.search(pattern, (out.stdout or "") + (out.stderr or ""))
     return match.group(1) if match else None
 
 
 def versions() -> dict:
+    """The host's versions: the load generator's, and in a native run those of every server that answered."""
     from .stack import find_binary
 
     found = {"python": platform.python_version()}
-    for label, dist in (("flask", "flask"), ("gunicorn", "gunicorn"), ("gevent", "gevent"), ("locust", "locust"),
-                        ("redis-py", "redis"), ("pymemcache", "pymemcache"), ("flask-session", "flask-session"),
-                        ("flask-caching", "flask-caching")):
+    for label, dist in (*APP_PACKAGES, ("locust", "locust")):
         try:
             found[label] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             found[label] = None
-    for label, binary, args, pattern in (("redis-server", "redis-server", ["--version"], r"v=(\S+)"),
-                                         ("memcached", "memcached", ["-V"], r"memcached (\S+)"),
-                                         ("nginx", "nginx", ["-v"], r"nginx/(\S+)")):
+    for label, _service, (binary, *args), pattern in SERVERS:
         try:
-            found[label] = _version_of([find_binary(binary), *args], pattern)
+            found[label] = _version_in(lambda argv: procs.run(argv, text=True, timeout=5),
+                                       [find_binary(binary), *args], pattern)
         except Exception:
             found[label] = None
     return found
+
+
+def served_versions(exec_in) -> dict:
+    """What a compose stack's containers run, asked of them: ``exec_in(service, argv)`` runs argv in the
+    service's first container and returns a CompletedProcess with text (ComposeStack.exec_in)."""
+    app = _version_in(lambda argv: exec_in("app", argv), ["python", "-c", _APP_PROBE], r"(\{.*\})")
+    found = dict.fromkeys(["python", *(label for label, _dist in APP_PACKAGES)])
+    if app:
+        found.update(json.loads(app))
+    for label, service, argv, pattern in SERVERS:
+        found[label] = _version_in(lambda argv, service=service: exec_in(service, argv), argv, pattern)
+    return found
+
+
+def cpu_quota(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> dict | None:
+    """The CPU bandwidth limit of this process's cgroup: the tightest of its own and its parents'.
+
+    ``{"cgroup": "v1" | "v2", "path", "quota_us", "period_us", "cpus"}`` (``quota_us`` and ``cpus`` None when
+    it sets no limit) from cgroup v1's cpu.cfs_quota_us and cpu.cfs_period_us or cgroup v2's cpu.max;
+    None when no cgroup CPU controller is found.
+    """
+    try:
+        lines = Path(proc_cgroup).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _id, controllers, path = line.split(":", 2)
+        v2 = controllers == ""
+        if not v2 and "cpu" not in controllers.split(","):
+            continue
+        mount = Path(root) if v2 else next((m for m in (Path(root) / controllers, Path(root) / "cpu") if m.is_dir()),
+                                           Path(root) / "cpu")
+        own = mount / path.lstrip("/")
+        # Inside a container the process's cgroup path may not be visible: then the mount's top is its own.
+        chain = [own, *(p for p in own.parents if mount in p.parents or p == mount)] if own.is_dir() else [mount]
+        limits = [limit for directory in chain if (limit := _cgroup_limit(directory, v2))]
+        if limits:
+            return min(limits, key=lambda limit: float("inf") if limit["cpus"] is None else limit["cpus"])
+    return None
+
+
+def _cgroup_limit(directory: Path, v2: bool) -> dict | None:
+    try:
+        if v2:
+            quota, period = (directory / "cpu.max").read_text().split()
+        else:
+            quota = (directory / "cpu.cfs_quota_us").read_text().strip()
+            period = (directory / "cpu.cfs_period_us").read_text().strip()
+        period_us = int(period)
+        quota_us = None if quota in ("max", "-1") else int(quota)
+    except (OSError, ValueError):
+        return None
+    return {"cgroup": "v2" if v2 else "v1", "path": str(directory), "quota_us": quota_us, "period_us": period_us,
+            "cpus": round(quota_us / period_us, 2) if quota_us and period_us else None}
+
+
+def machine() -> dict:
+    """The CPUs: how many the machine has, which this process may run on, and its cgroup's CPU quota."""
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        affinity = None
+    return {"cpu_count": os.cpu_count(), "cpu_affinity": affinity, "cpu_quota": cpu_quota(),
+            "platform": platform.platform()}
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -156,7 +252,7 @@ class ResultsFile:
             "finished": None,
             "settings": settings,
             "versions": {},  # probe_versions() fills them in
-            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+            "machine": machine(),
             "scenarios": {name: {"description": s.description, "error": None} for name, s in scenarios.items()},
             "cells": [],
             "summary": {},
@@ -167,6 +263,11 @@ class ResultsFile:
 
     def probe_versions(self) -> None:
         self.data["versions"] = versions()
+        self.write()
+
+    def probe_served_versions(self, scenario: str, exec_in) -> None:
+        """A compose run: what the scenario's containers run (the host's versions did not serve it)."""
+        self.data["scenarios"][scenario]["served_versions"] = served_versions(exec_in)
         self.write()
 
     def finish_if_running(self) -> None:
@@ -204,6 +305,16 @@ class ResultsFile:
             (self.run_dir / "results.md").write_text(markdown(self.data))
 
 
+def of_planned(data: dict) -> str | None:
+    """"N of M planned cells run" for a run that did not run every cell it planned (interrupted, failed, still
+    running); None when it ran them all or did not say how many it planned."""
+    summary = data.get("summary") or {}
+    planned, ran = summary.get("planned"), summary.get("cells", len(data.get("cells") or []))
+    if not planned or (ran >= planned and data.get("status") in ("complete", None)):
+        return None
+    return f"{ran} of {planned} planned cells run"
+
+
 def grid(data: dict) -> tuple[list[str], list[tuple[str, list[dict | None]]]]:
     """The matrix as the tables show it: the scenarios (columns) and, per strategy in run order,
     its cell in each scenario (None where it did not run)."""
@@ -229,6 +340,7 @@ def markdown(data: dict) -> str:
         "",
         f"Race window: `{data['settings'].get('race_window')}`; {data['settings'].get('requests')} requests per "
         f"cell at {data['settings'].get('users')} users; {summary_line(data['summary'])}.",
+        *(["", f"**{data['status']}: {of_planned(data)}.**"] if of_planned(data) else []),
         "",
         "Each cell: observed verdict; `!!` marks a cell that differs from the expected one (shown after `≠`).",
         "",

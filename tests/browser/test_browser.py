@@ -1,4 +1,5 @@
-"""What people look at, looked at in a real browser: report.html and locust's live Verdict tab.
+"""What people look at, looked at in a real browser: report.html and locust's live Verdict tab - and the
+one browser rule the load generator applies itself, the cookie-size limit, checked against Chromium.
 
 Headless Debian Chromium (/usr/bin/chromium) driven by Playwright; skipped without them
 (`make browser-test` installs both). Screenshots go to test-output/ (and to docs/img/ with LAB_UPDATE_DOCS_IMG=1).
@@ -13,9 +14,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -34,7 +37,7 @@ pytestmark = [
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (make browser-test)")
 
-from labtools import get_json, post, wait_for  # noqa: E402
+from labtools import get_json, post, run_lab, wait_for  # noqa: E402
 
 from workerlab.html_report import VERDICT_TINTS, render_report  # noqa: E402
 from workerlab.procs import free_port  # noqa: E402
@@ -205,7 +208,122 @@ def test_locust_verdict_tab(page, tmp_path):
         log.seek(0)
         output = log.read()
         log.close()
-    assert code == 0, output
+    assert code == 130, output  # Ctrl-C: 128 + SIGINT, the one signal policy (workerlab/interrupt.py)
     assert "stopping" in output
     with pytest.raises((urllib.error.URLError, OSError)):
         urllib.request.urlopen(f"{base}/", timeout=2)
+
+
+# -- the cookie-size rule: what Chromium really does, and the load generator's copy of it -----------------------
+FLASK_COOKIE_ATTRIBUTES = "; HttpOnly; Path=/; SameSite=Lax"  # what the lab's app adds to its session cookie
+BIG_SESSION_STEPS = 15
+
+
+def locust_keeps(set_cookies: list[str | None]) -> list[str | None]:
+    """The locust users' rule (loadtests/locustfile.py browser_keeps) on each Set-Cookie header.
+
+    In a child process: importing locust monkey-patches the whole process with gevent.
+    """
+    code = ("import json, sys\nfrom loadtests.locustfile import browser_keeps\n"
+            "print(json.dumps([browser_keeps(h) for h in json.load(sys.stdin)]))")
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(set_cookies), cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class _CookieServer(BaseHTTPRequestHandler):
+    """GET /set?h=HEADER answers with that Set-Cookie; every answer echoes the Cookie header it was sent."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        body = json.dumps({"cookie": self.headers.get("Cookie")}).encode()
+        self.send_response(200)
+        if "h" in query:
+            self.send_header("Set-Cookie", query["h"][0])
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_chromium_cookie_limit_is_name_plus_value_4096_bytes(page, browser):
+    """Chromium keeps a cookie whose name+value is at most 4096 bytes, whatever its attributes add; so does locust.
+
+    The rule the load generator used before counted the whole Set-Cookie header (attributes included): it
+    dropped cookies of 4057..4089 bytes of value that Chromium keeps (the 4070 + Flask's attributes case).
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CookieServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    cases = [(size, attributes) for attributes in ("", FLASK_COOKIE_ATTRIBUTES) for size in (4070, 4095, 4096, 4097)]
+    headers = [f"session={'v' * (size - len('session'))}{attributes}" for size, attributes in cases]
+    try:
+        kept_by_chromium = []
+        for header in headers:
+            browser.clear_cookies()
+            page.goto(f"{base}/set?h={urllib.parse.quote(header)}")
+            page.goto(f"{base}/echo")
+            kept_by_chromium.append(json.loads(page.inner_text("body"))["cookie"])
+    finally:
+        server.shutdown()
+        browser.clear_cookies()
+    measured = {(size, attributes): cookie is not None for (size, attributes), cookie in zip(cases, kept_by_chromium,
+                                                                                                 strict=True)}
+    assert measured == {(size, attributes): size <= 4096 for size, attributes in cases}, measured
+    for header, cookie in zip(headers, kept_by_chromium, strict=True):
+        assert cookie is None or cookie == header.split(";")[0]  # kept whole, never cut short
+    assert locust_keeps(headers) == kept_by_chromium
+
+
+@pytest.mark.stack
+def test_cookie_session_big_stops_advancing_in_chromium_as_in_the_lab(page, browser, gthread_stack, tmp_path):
+    """cookie-session-big in Chromium: past 4096 bytes the new cookie is ignored, the old one is sent again, and
+    the counter stops advancing. The locust users' rule keeps exactly the cookies Chromium kept, and the lab's
+    own history for the strategy shows the same sequence of values."""
+    browser.clear_cookies()
+    sent, set_cookies, values = [], [], []
+    for _ in range(BIG_SESSION_STEPS):
+        response = page.goto(f"{gthread_stack.url}/s/cookie-session-big/incr?client=x")
+        assert response.status == 200, response.text()
+        sent.append(response.request.all_headers().get("cookie"))
+        set_cookies.append(response.all_headers().get("set-cookie"))
+        values.append(response.json()["value"])
+    browser.clear_cookies()
+
+    sizes = [len(h.split(";")[0]) - 1 for h in set_cookies]  # name + value, without the "="
+    first_too_big = next(i for i, size in enumerate(sizes) if size > 4096)
+    assert all(size <= 4096 for size in sizes[:first_too_big]), sizes
+    plateau = first_too_big + 1
+    # 1, 2, ... up to the request whose cookie was ignored; then that value again and again.
+    assert values == [min(i + 1, plateau) for i in range(BIG_SESSION_STEPS)], (values, sizes)
+    assert BIG_SESSION_STEPS - plateau >= 3, "too few requests past the limit to show the plateau"
+    # What Chromium sent: nothing first, then the last cookie it kept - the one before the limit, over and over.
+    kept = set_cookies[first_too_big - 1].split(";")[0]
+    assert sent[0] is None and sent[first_too_big + 1:] == [kept] * (BIG_SESSION_STEPS - first_too_big - 1)
+
+    # The load generator's rule on the very answers Chromium got: the same cookie sent on every request.
+    jar, rule_sent = None, []
+    for keep in locust_keeps(set_cookies):
+        rule_sent.append(jar)
+        jar = keep or jar
+    assert rule_sent == sent
+
+    # And the lab itself (locust's SessionUser through the driver): every user's values, the same sequence.
+    proc, data = run_lab(["-s", "gthread-2x8", "-t", "cookie-session-big", "-n", "200", "-u", "10"], tmp_path)
+    assert data is not None, proc.stderr[-3000:]
+    [cell] = data["cells"]
+    assert cell["observed"]["verdict"] == ["lost-updates"] and cell["match"], cell
+    by_user: dict[str, list] = {}
+    for line in (tmp_path / data["run_id"] / cell["history"]).read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("phase", "load") == "load" and entry["status"] == 200:
+            by_user.setdefault(entry["client"], []).append((entry["req"], entry["value"]))
+    assert by_user
+    for user, entries in by_user.items():
+        lab_values = [v for _, v in sorted(entries)]
+        assert len(lab_values) > plateau, (user, lab_values)
+        assert lab_values == [min(i + 1, plateau) for i in range(len(lab_values))], (user, lab_values, values)

@@ -325,3 +325,43 @@ def test_runner_compose_engine_matches_native_verdicts(docker_env, tmp_path):
     assert not [c for c in leftover if "wl-" in subprocess.run(
         ["docker", "inspect", "-f", "{{index .Config.Labels \"com.docker.compose.project\"}}", c],
         env=docker_env, capture_output=True, text=True).stdout]
+
+
+def test_compose_run_records_the_versions_its_containers_run(docker_env, tmp_path):
+    """`run --engine compose` records what served, asked of the scenario's containers - not the host's versions.
+
+    Checked two ways that do not share the probe: the app's pins (services/app/requirements.txt), and each
+    server image run on its own (`docker run IMAGE --version`), which on a machine with stand-in base images
+    (make images-offline) answers Debian's versions, not the tag's.
+    """
+    import platform
+    import re
+    import sys
+
+    from workerlab.results import APP_PACKAGES, SERVERS
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "workerlab", "run", "--engine", "compose", "--quiet", "--output", str(tmp_path),
+         "-s", "sync-x1", "-t", "naive-global", "-n", "50", "-u", "5"],
+        cwd=ROOT, env=docker_env, capture_output=True, text=True, timeout=1200,
+    )
+    results = sorted(tmp_path.glob("*/results.json"))
+    assert results, f"no results.json\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    data = json.loads(results[-1].read_text())
+    served = data["scenarios"]["sync-x1"]["served_versions"]
+    assert data["versions"]["python"] == platform.python_version()  # the host's, beside what served
+
+    pins = {name.lower(): version for name, version in
+            re.findall(r"^([A-Za-z][\w-]*)==(\S+)", (ROOT / "services" / "app" / "requirements.txt").read_text(), re.M)}
+    for label, dist in APP_PACKAGES:
+        assert served[label] == pins[dist], (label, served)
+    app_image = f"worker-lab/app:{os.environ.get('LAB_IMAGE_TAG', 'local')}"
+    app_python = _run(["docker", "run", "--rm", "--entrypoint", "python", app_image, "-c",
+                       "import platform; print(platform.python_version())"], docker_env, check=True).stdout.strip()
+    assert served["python"] == app_python, served
+
+    compose_yaml = (ROOT / "compose" / "compose.yaml").read_text()
+    for label, service, (binary, *args), pattern in SERVERS:
+        image = re.search(rf"image: ({service}:\S+)", compose_yaml).group(1)
+        out = _run(["docker", "run", "--rm", "--entrypoint", binary, image, *args], docker_env, check=True)
+        assert served[label] == re.search(pattern, out.stdout + out.stderr).group(1), (label, image, served)

@@ -3,8 +3,10 @@
 ``cookie-session``: Flask's default session, signed and sent back in a cookie -
 travels with every request, per user by construction, limited to about 4 KB.
 ``cookie-session-big``: the same, with every request adding 512 bytes, to show
-what happens past the limit (browsers drop a cookie over 4096 bytes, so the
-user's state silently stops advancing; the load generator behaves the same).
+what happens past the limit (a browser ignores a cookie whose name + value is
+over 4096 bytes and keeps sending the old one, so the user's state silently
+stops advancing; the load generator applies the same rule, checked against
+Chromium in tests/browser).
 ``server-session-redis`` / ``server-session-fs``: Flask-Session keeps the data in
 redis or a folder and only an id in the cookie. Per user, but two concurrent
 requests of the *same* user both read, both write: the last write wins.
