@@ -163,7 +163,7 @@ class LiveVerdict:
             shown.add("users_wrong_sequence")
         for name, value in counts.items():
             if name not in shown:
-                rows.append({"measure": name, "value": "-" if value is None else value,
+                rows.append({"measure": name, "value": value,
                              "meaning": MEANINGS.get(name, "")})
         for note in snap.get("notes") or []:
             rows.append({"measure": "note", "value": "", "meaning": note})
@@ -172,7 +172,18 @@ class LiveVerdict:
                             "meaning": "the counter read at rest on every process after Stop; reload this tab "
                             "(or watch /verdict) to see the verdict with them"})
         # locust's table sorts its rows by "name": number them to keep this order
-        return [{"name": f"{i:02d}", **row} for i, row in enumerate(rows)]
+        return [{"name": f"{i:02d}", **row, "value": _shown(row["value"])} for i, row in enumerate(rows)]
+
+
+def _shown(value):
+    """A table cell locust's React page can render: a number or a string (a dict or a list would blank the page)."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple | set):
+        return ", ".join(str(v) for v in value) or "-"
+    return value
 
 
 def _new_cell(environment, live: LiveVerdict) -> None:

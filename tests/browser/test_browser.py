@@ -180,7 +180,8 @@ def test_locust_verdict_tab(page, tmp_path):
         wait_for(lambda: int(_row_value(page, "requests recorded") or 0) >= 300, 40, "300 recorded requests")
         wait_for(lambda: int(_row_value(page, "duplicates") or 0) > 0, 20, "duplicates in the tab")
         assert "lost-updates" in _row_value(page, "verdict so far")
-        assert int(_row_value(page, "lost updates")) > 0
+        # Lost updates need the counter at rest: before Stop there is no final read, and nothing stands in for it.
+        assert _row_value(page, "lost updates") == "-"
         assert _row_value(page, "strategy / check") == "naive-global / counter"
         shot(page, "locust-verdict.png", docs=True)
 
