@@ -10,11 +10,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_lab(args: list[str], output: Path, timeout: float = 600) -> tuple[subprocess.CompletedProcess, dict | None]:
+def run_lab(args: list[str], output: Path, timeout: float = 600,
+            env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, dict | None]:
     """Run `python -m workerlab run ...` for real; return the process and its results.json."""
     proc = subprocess.run(
         [sys.executable, "-m", "workerlab", "run", "--output", str(output), "--quiet", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
     found = sorted(output.glob("*/results.json"))
     return proc, (json.loads(found[-1].read_text()) if found else None)

@@ -6,8 +6,9 @@ from types import SimpleNamespace
 
 from loadtests.checkers import CheckResult
 from loadtests.verdicts import MATRIX_WORDS
-from workerlab.expected import expect, expectation_for
+from workerlab.expected import HOST_FILES, expect, expectation_for
 from workerlab.results import ResultsFile, cell_record, markdown, summary_line
+from workerlab.stack import NativeStack
 from workerlab.strategies import STRATEGIES
 
 EAGAIN_TEXT = "sidecar-unreachable: manager unreachable: [Errno 11] Resource temporarily unavailable"
@@ -37,9 +38,12 @@ def test_other_race_windows_do_not_judge_window_dependent_cells(scenarios):
 def test_divergence_stays_judged_under_other_windows(scenarios):
     kept = [(strategy, name) for strategy in STRATEGIES for name, s in scenarios.items()
             if expectation_for(strategy, s, "none").judged and expect(strategy, s).rests_on_window]
-    # naive-global and SimpleCache get/set wherever several processes each hold threads or greenlets
-    assert sorted(kept) == sorted((st, sc) for st in ("naive-global", "cache-simple-get-set")
-                                  for sc in ("gthread-2x8", "gevent-x4", "scale-out-3"))
+    # naive-global and SimpleCache get/set wherever several processes each hold threads or greenlets, and
+    # FileSystemCache where several hosts (instances) each hold threads
+    in_process = [(st, sc) for st in ("naive-global", "cache-simple-get-set")
+                  for sc in ("gthread-2x8", "gevent-x4", "scale-out-3")]
+    host_files = [(st, "scale-out-3") for st in ("cache-filesystem-get-set", "cache-filesystem-inc")]
+    assert sorted(kept) == sorted(in_process + host_files)
     e = expectation_for("naive-global", scenarios["gthread-2x8"], "io")
     assert e.label == "diverges+lost-updates?"
     assert e.judge(v("diverges"), {}) is True
@@ -110,3 +114,26 @@ def test_scenarios_declare_the_runtime_models(scenarios):
     assert scenarios["scale-out-3"].instances == 3
     assert scenarios["gevent-unpatched"].in_process_concurrency == "greenlets-unpatched"
     assert scenarios["dev-processes"].forks_per_request
+
+
+def test_host_local_stores_are_one_per_instance_under_scale_out(scenarios):
+    """SQLite, FileSystemCache and Flask-Session's files: each instance is a host with its own."""
+    scale_out = scenarios["scale-out-3"]
+    for strategy in HOST_FILES:
+        e = expect(strategy, scale_out)
+        assert "each instance is its own host" in e.reason, strategy
+        assert e.label != "correct", strategy
+    assert expect("sql-update", scale_out).label == "diverges"
+    # The session id does not survive a hop to another instance: the user's count starts again.
+    assert expect("server-session-fs", scale_out).label == "lost-updates"
+    assert expect("server-session-fs-same-user", scale_out).label == "lost-updates+diverges"
+    # One instance, one host: its processes share the files.
+    assert expect("sql-update", scenarios["sync-x4"]).label == "correct"
+    assert expect("server-session-fs", scenarios["gthread-2x8"]).label == "correct"
+
+
+def test_each_native_instance_of_a_scale_out_gets_its_own_data_folder(scenarios, tmp_path):
+    stack = NativeStack(scenarios["scale-out-3"], tmp_path)  # not started: only its settings are read
+    folders = [stack.app_env(i, 8000 + i)["LAB_DATA_DIR"] for i in range(3)]
+    assert folders == [str(tmp_path / "data" / f"i{i}") for i in (1, 2, 3)]
+    assert NativeStack(scenarios["sync-x4"], tmp_path).app_env(0, 8000)["LAB_DATA_DIR"] == str(tmp_path / "data")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from loadtests.verdicts import ANY, CORRECT, DIVERGES, ERROR, LEAKS, LOST_UPDATES, MATRIX_WORDS, format_verdict
 
@@ -123,8 +123,39 @@ def _session_in_process(s: Scenario) -> Expectation:
     return Expectation(CORRECT_VERDICT, "one dict, and one user's requests come one at a time")
 
 
+# Strategies whose state is a file of the host the app runs on: LAB_DATA_DIR, one per instance.
+HOST_FILES = {
+    "sql-update": "SQLite file",
+    "cache-filesystem-get-set": "cache folder",
+    "cache-filesystem-inc": "cache folder",
+    "server-session-fs": "session folder",
+    "server-session-fs-same-user": "session folder",
+}
+
+
+def _across_hosts(strategy: str, s: Scenario) -> Expectation:
+    """A host-local store under several instances: each instance is a host with its own files."""
+    hosts = f"each instance is its own host: its own {HOST_FILES[strategy]}"
+    if strategy == "server-session-fs":
+        # Not per-instance sequences (as session-dict's): the id itself does not survive the hop.
+        return Expectation(_v(LOST_UPDATES), f"{hosts}; an instance that does not hold the user's session id "
+                                             "starts a new session (a new id, a new cookie) at 1, so the "
+                                             "user's count starts again at every hop to another instance")
+    if strategy == "server-session-fs-same-user":
+        return Expectation(_v(LOST_UPDATES, DIVERGES), f"{hosts}; the shared session lives on one instance, "
+                                                       "the others answer every request from a new session "
+                                                       "(value 1) and read 0 at rest")
+    one_host = expect(strategy, replace(s, instances=1))
+    if one_host.verdict == CORRECT_VERDICT:
+        return Expectation(_v(DIVERGES), f"{hosts}, where it counts right on its own")
+    return Expectation(one_host.verdict | {DIVERGES}, f"{hosts}, where {one_host.reason}",
+                       one_host.rests_on_window)
+
+
 def expect(strategy: str, s: Scenario) -> Expectation:
     """The expected verdict for one cell."""
+    if strategy in HOST_FILES and s.instances > 1:
+        return _across_hosts(strategy, s)
     if strategy == "naive-global":
         return in_process(s)
     if strategy == "locked-global":

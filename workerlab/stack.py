@@ -186,6 +186,15 @@ class NativeStack(ManagedStack):
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
+    def data_dir(self, index: int) -> Path:
+        """App instance ``index``'s files (SQLite, FileSystemCache, session files).
+
+        Each instance of a scale-out scenario is a host of its own, so each gets a folder of its own
+        (``data/i1``, ``data/i2`` ...), as each compose replica has its own /tmp.
+        """
+        data = self.run_dir / "data"
+        return data / f"i{index + 1}" if self.scenario.instances > 1 else data
+
     def app_env(self, index: int, port: int) -> dict[str, str]:
         env = self._base_env()
         env.update(dict(self.scenario.env))
@@ -193,7 +202,7 @@ class NativeStack(ManagedStack):
             "GUNICORN_BIND": f"127.0.0.1:{port}",
             "LAB_INSTANCE": f"i{index + 1}",
             "LAB_RACE_WINDOW": self.race_window,
-            "LAB_DATA_DIR": str(self.run_dir / "data"),
+            "LAB_DATA_DIR": str(self.data_dir(index)),
             "LAB_SECRET_KEY": self.secret_key,
         })
         if "redis" in self.ports:

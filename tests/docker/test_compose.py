@@ -365,3 +365,24 @@ def test_compose_run_records_the_versions_its_containers_run(docker_env, tmp_pat
         image = re.search(rf"image: ({service}:\S+)", compose_yaml).group(1)
         out = _run(["docker", "run", "--rm", "--entrypoint", binary, image, *args], docker_env, check=True)
         assert served[label] == re.search(pattern, out.stdout + out.stderr).group(1), (label, image, served)
+
+
+def test_host_local_cells_of_scale_out_agree_across_engines(docker_env, tmp_path):
+    """SQLite, FileSystemCache and filesystem sessions under scale-out-3: the same verdicts natively and in compose."""
+    from labtools import run_lab
+
+    from workerlab.expected import HOST_FILES  # kept in the host's files (LAB_DATA_DIR)
+
+    args = ["-s", "scale-out-3", "-t", ",".join(HOST_FILES), "-n", "700", "-u", "20"]
+    observed = {}
+    for engine in ("native", "compose"):
+        proc, data = run_lab([*args, "--engine", engine], tmp_path / engine, timeout=1200, env=docker_env)
+        assert data is not None, f"{engine}: no results.json\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        assert data["settings"]["engine"] == engine
+        observed[engine] = {c["strategy"]: c["observed"]["label"] for c in data["cells"]}
+        mismatched = {c["strategy"]: (c["observed"]["label"], c["expected"]["label"])
+                      for c in data["cells"] if not c["match"]}
+        assert not mismatched and proc.returncode == 0, (engine, mismatched, proc.stdout[-3000:])
+    assert observed["compose"] == observed["native"]
+    # Matched their declared expectations above; none of them is right across hosts.
+    assert "correct" not in observed["native"].values(), observed

@@ -96,3 +96,16 @@ def port_blocks(text: str) -> list[str]:
                 body.append(nxt)
             blocks.append("\n".join(body))
     return blocks
+
+
+def test_each_app_replica_keeps_its_files_in_its_own_container():
+    """LAB_DATA_DIR (SQLite, FileSystemCache, session files) is on each replica's own /tmp tmpfs, never a
+    volume the replicas would share: replicas are separate hosts (the native runner gives each instance
+    of a scale-out scenario its own folder too)."""
+    yaml = pytest.importorskip("yaml")
+    base = yaml.safe_load((ROOT / "compose" / "compose.yaml").read_text())["services"]["app"]
+    lab = yaml.safe_load((ROOT / "compose" / "compose.lab.yaml").read_text())["services"]["app"]
+    assert not base.get("volumes") and not lab.get("volumes"), "the app mounts a volume"
+    data_dir = base["environment"]["LAB_DATA_DIR"]
+    tmpfs = [t.split(":", 1)[0] for t in base["tmpfs"]]
+    assert any(data_dir.startswith(t.rstrip("/") + "/") for t in tmpfs), (data_dir, tmpfs)

@@ -113,7 +113,8 @@ def inject_sql_kill_in_transaction(inj: Injection) -> None:
             return
         time.sleep(0.002)
     pid = int(pid_file.read_text())
-    db = Path(inj.stack.run_dir) / "data" / "counters.sqlite3"
+    instance = next((i for i in range(len(inj.stack.app_ports)) if pid in inj.stack.app_worker_pids(i)), 0)
+    db = inj.stack.data_dir(instance) / "counters.sqlite3"  # the SQLite file of the host holding the request
     held = _write_lock_held(db)
     inj.mark(pid=pid, write_lock_held_at_kill=held)
     os.kill(pid, signal.SIGKILL)
