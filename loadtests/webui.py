@@ -332,7 +332,11 @@ def _on_init(environment, **_kwargs):
         if getattr(environment, "web_ui", None) is not None and environment is live.environment:
             import gevent
 
-            gevent.spawn(final_reads, environment, live)
+            def settle_then_read():
+                _await_last_worker_reports(environment)
+                final_reads(environment, live)
+
+            gevent.spawn(settle_then_read)
 
 
 # -- distributed locust (compose: a master with the web UI, workers sending the requests) ------------
@@ -388,8 +392,33 @@ def _forward_entries(client_id, data, **_kwargs):
         data["lab_entries"] = {"t0": recorder.t0, "entries": new}
 
 
+_REPORTED: dict[str, float] = {}  # worker id -> when its last report reached the master
+WORKER_SETTLE_S = 12.0  # a stopped worker's last entries come with its next report (locust: every 3 s)
+
+
+def _await_last_worker_reports(environment) -> None:
+    """On a master: read at rest only once every worker has stopped and reported since - else the last
+    entries of a worker arrive after the final reads, and the counter at rest looks like an over-count."""
+    import gevent
+
+    runner = environment.runner
+    clients = getattr(runner, "clients", None)
+    if clients is None:  # a local runner: every entry is here already
+        return
+    stopped_at = time.monotonic()
+    deadline = stopped_at + WORKER_SETTLE_S
+    while time.monotonic() < deadline:
+        workers = list(clients.values())
+        busy = [w for w in workers if w.state in ("spawning", "running", "cleanup", "stopping")]
+        late = [w for w in workers if w.state != "missing" and _REPORTED.get(w.id, 0) <= stopped_at]
+        if not busy and not late:
+            return
+        gevent.sleep(0.2)
+
+
 @events.worker_report.add_listener
 def _collect_entries(client_id, data, **_kwargs):
+    _REPORTED[client_id] = time.monotonic()
     payload = data.get("lab_entries")
     module = _lab_module()
     if not payload or module is None:
