@@ -392,33 +392,19 @@ def _forward_entries(client_id, data, **_kwargs):
         data["lab_entries"] = {"t0": recorder.t0, "entries": new}
 
 
-_REPORTED: dict[str, float] = {}  # worker id -> when its last report reached the master
-WORKER_SETTLE_S = 12.0  # a stopped worker's last entries come with its next report (locust: every 3 s)
-
-
 def _await_last_worker_reports(environment) -> None:
-    """On a master: read at rest only once every worker has stopped and reported since - else the last
-    entries of a worker arrive after the final reads, and the counter at rest looks like an over-count."""
+    """On a master: read at rest only once every worker's last entries are in. A stopped worker sends them
+    with its next periodic report (every WORKER_REPORT_INTERVAL s); reading earlier, the counter at rest
+    would exceed the requests the master knows of - an over-count that is only the tab's own delay."""
     import gevent
+    from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner
 
-    runner = environment.runner
-    clients = getattr(runner, "clients", None)
-    if clients is None:  # a local runner: every entry is here already
-        return
-    stopped_at = time.monotonic()
-    deadline = stopped_at + WORKER_SETTLE_S
-    while time.monotonic() < deadline:
-        workers = list(clients.values())
-        busy = [w for w in workers if w.state in ("spawning", "running", "cleanup", "stopping")]
-        late = [w for w in workers if w.state != "missing" and _REPORTED.get(w.id, 0) <= stopped_at]
-        if not busy and not late:
-            return
-        gevent.sleep(0.2)
+    if isinstance(environment.runner, MasterRunner):
+        gevent.sleep(2 * WORKER_REPORT_INTERVAL + 1)
 
 
 @events.worker_report.add_listener
 def _collect_entries(client_id, data, **_kwargs):
-    _REPORTED[client_id] = time.monotonic()
     payload = data.get("lab_entries")
     module = _lab_module()
     if not payload or module is None:

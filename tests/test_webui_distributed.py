@@ -25,7 +25,8 @@ def test_master_judges_what_its_workers_recorded(tmp_path, scenarios):
         env = {**os.environ, "LAB_STRATEGY": "redis-incr", "LAB_INSTANCES": ",".join(stack.instance_urls)}
         locust = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"), "CounterUser",
                   "--loglevel", "WARNING"]
-        master_args = ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(bus),
+        master_args = ["--master", "--stop-timeout", "10", "--master-bind-host", "127.0.0.1",
+                       "--master-bind-port", str(bus),
                        "--web-host", "127.0.0.1", "--web-port", str(web), "--host", stack.url]
         procs = [subprocess.Popen(locust + master_args, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
                                   stderr=open(tmp_path / "master.log", "wb"), start_new_session=True)]

@@ -23,6 +23,8 @@ from .stack import NativeStack, missing_binaries
 from .strategies import RACE_WINDOWS, STRATEGIES
 
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
+# On Stop, users finish the request they are in (else it is cut off and counted unanswered: no-answer).
+STOP_TIMEOUT_S = "10"
 UI_START_TIMEOUT_S = 30.0
 
 console = Console()
@@ -39,7 +41,7 @@ def _answers(url: str) -> bool:
 def locust_argv(user_class: str, host: str, port: int, users: int, spawn_rate: float) -> list[str]:
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), user_class, "--host", host,
             "--web-host", "127.0.0.1", "--web-port", str(port), "--users", str(users),
-            "--spawn-rate", str(spawn_rate)]
+            "--spawn-rate", str(spawn_rate), "--stop-timeout", STOP_TIMEOUT_S]
 
 
 @click.command()
