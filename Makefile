@@ -9,7 +9,7 @@ APT_PACKAGES := nginx redis-server memcached wrk
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab quick list expected serve test test-fast lint clean
+.PHONY: help setup lab quick list expected serve test test-fast lint clean stability
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -60,3 +60,7 @@ clean: ## Remove results and caches (keeps the venv)
 
 -include compose/compose.mk
 -include mk/*.mk
+
+RUNS ?= 5
+stability: setup ## Run the matrix RUNS times (default 5) with ARGS and list every cell whose verdict changed
+	$(PY) -m workerlab stability --runs $(RUNS) $(ARGS)
