@@ -253,6 +253,8 @@ def main(argv: list[str]) -> int:
     logging.getLogger("locust").setLevel(logging.ERROR)
     if plan.cpu_affinity:
         os.sched_setaffinity(0, set(plan.cpu_affinity))
+    if plan.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, plan.nice)
     return run_plan(plan, out)
 
 

@@ -70,6 +70,7 @@ class Plan:
     step: bool = False  # wait for a line on stdin before each cell (bench)
     hold_after_load: bool = False  # wait for a line on stdin between the load and the final reads (faults)
     cpu_affinity: list[int] | None = None  # pin the driver to these CPUs (bench)
+    nice: int = 0  # run the driver at this nice value (bench --nice; negative needs root)
     local_pids: bool = True  # the app's pids are this host's (native): an unread process can be seen to have exited
 
     def to_json(self) -> str:

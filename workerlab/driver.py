@@ -30,10 +30,9 @@ STOP_GRACE_S = 10.0  # a driver told to finish (stdin closed) gets this long bef
 class DriverSession:
     """`with DriverSession(plan, folder) as driver:` ... `for event in driver.events(): ...`"""
 
-    def __init__(self, plan: Plan, folder: Path, *, preexec=None):
+    def __init__(self, plan: Plan, folder: Path):
         self.plan = plan
         self.folder = folder
-        self.preexec = preexec  # bench: pin and renice the driver before it runs
         self.pending = {c.id: c for c in plan.cells}
         self.proc: subprocess.Popen | None = None
         self.started = 0.0
@@ -53,8 +52,7 @@ class DriverSession:
         self.started = time.monotonic()
         with interrupt.shielded(), open(self.log_path, "ab") as log:  # a signal waits until self.proc is set
             self.proc = procs.spawn([sys.executable, "-m", "loadtests.driver", str(plan_path)], cwd=ROOT,
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1,
-                                    preexec_fn=self.preexec)
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
         threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
 
     def _read(self, stream) -> None:

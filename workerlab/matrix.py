@@ -142,6 +142,9 @@ class Matrix:
     def unfinished(self, step: Step, cell: CellPlan, why: str) -> None:
         self.add_cell(step.scenario, self.strategies[cell.strategy], None, None, why)
 
+    def step_done(self, step: Step) -> None:
+        pass
+
     def stack_failed(self, step: Step, error: StackError) -> None:
         self.results.scenario_error(step.scenario.name, str(error))
         self.report.scenario_error(step.scenario, str(error))

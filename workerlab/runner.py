@@ -1,10 +1,11 @@
-"""The one run loop - stack, plan, driver, judge - for every kind of run (the matrix, the faults).
+"""The one run loop - stack, plan, driver, judge - for every kind of run (the matrix, the faults, the bench).
 
 A *kind* says, in the spirit of Jepsen's test map ({:db :client :nemesis :generator :checker}):
 - `steps()`: the stacks to bring up, one `Step` each, and `open_stack(step)`: how;
 - `plan(step, stack)`: what the driver runs against it;
 - `on_event(step, stack, driver, event)`: what each driver event means - judge a cell, inject a fault;
-- `events_ended(step)`, `unfinished(step, cell, why)`, `stack_failed(step, error)`: how a step ends.
+- `events_ended(step)`, `unfinished(step, cell, why)`, `stack_failed(step, error)`: how a step ends,
+  and `step_done(step)` once its stack has stopped.
 No kind starts a stack or a driver, reads an event line or stops a process itself: `run_steps` does,
 and reports the phases (workerlab/progress.py) on the way.
 """
@@ -41,6 +42,7 @@ class Kind(Protocol):
     def events_ended(self, step: Step) -> None: ...
     def unfinished(self, step: Step, cell: CellPlan, why: str) -> None: ...
     def stack_failed(self, step: Step, error: StackError) -> None: ...
+    def step_done(self, step: Step) -> None: ...
 
 
 def run_steps(kind: Kind) -> None:
@@ -62,3 +64,5 @@ def run_steps(kind: Kind) -> None:
                 phase("stack-stop", step.label)
         except StackError as exc:
             kind.stack_failed(step, exc)
+            continue
+        kind.step_done(step)

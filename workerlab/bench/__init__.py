@@ -3,7 +3,7 @@
 For every gunicorn scenario and three cells - ``/hello``, one correct strategy (``redis-incr``)
 and one racy one (``naive-global``) - the bench measures, interleaved on one running stack:
 
-- the lab's own measurement: ``loadtests.drive`` (locust as a library, FastHttpUser) recording
+- the lab's own measurement: ``loadtests.driver`` (locust as a library, FastHttpUser) recording
   every request as a history entry, its RPS computed by ``workerlab.results.throughput`` exactly
   as in results.json;
 - the same cell with recording switched off (``"record": false``): the cost of recording;
@@ -22,8 +22,10 @@ Layout, one job per module:
 
 - ``parse``: wrk, redis-benchmark and driver-event outputs into figures (pure functions);
 - ``cpu``: CPU accounting from psutil and /proc, ``CpuWindow``, pinning;
-- ``measure``: wrk and the lab's driver on one scenario's stack (``ScenarioBench``), summaries;
-- ``ceilings``: nginx alone (``services/nginx/alone.conf.j2``), redis INCR alone, the lab's generator alone;
+- ``run``: the bench as a kind of the one run loop (workerlab/runner.py): each scenario's stack, then nginx
+  alone, a step; the lab's cells and wrk's turns alternate on it (``BenchRun``, ``LabTurns``);
+- ``measure``: wrk's turns, the bench's cells, summaries;
+- ``ceilings``: nginx alone as a stack (``services/nginx/alone.conf.j2``), redis INCR alone;
 - ``checker_timing``: the checkers' speed on synthetic histories;
 - ``estimate``: the matrix's wall time, estimated from results.json files or measured;
 - ``analysis``: the saturation guard, noise from other processes, targets;
@@ -82,12 +84,12 @@ Schema ``worker-lab/bench/v1`` of ``results/<timestamp>/bench.json``::
 """
 
 from .analysis import HELLO_TARGET, NOISE_OTHER_CPU, RECORD_TARGET, guard_analysis, noise, targets
-from .ceilings import lab_generator_ceiling, nginx_ceiling, redis_ceiling
+from .ceilings import NginxAlone, lab_ceiling_summary, redis_ceiling
 from .checker_timing import CHECKER_TARGET_S, checker_speed, synthetic_counter, synthetic_isolation
 from .command import DEFAULTS, QUICK, SCHEMA, bench, write_json
 from .cpu import CpuWindow, cpu_seconds, cpus_busy_seconds, machine_busy_seconds, pin, preexec, runqueue_seconds, tree
 from .estimate import estimate_matrix, measure_matrix, results_files
-from .measure import CELLS, FIGURES, MIN_BUDGET, ScenarioBench, lab_once, run_wrk, summarize
+from .measure import CELLS, FIGURES, MIN_BUDGET, run_wrk, summarize, wrk_once
 from .parse import (
     _duration_ms,
     lab_figures,
@@ -98,15 +100,17 @@ from .parse import (
     spread,
 )
 from .present import console, print_report
+from .run import BenchRun, LabTurns
 
 # Every public name of the former workerlab/bench.py, so `from workerlab.bench import X` keeps working
 # (_duration_ms: tests/test_bench.py).
 __all__ = [
     "CELLS", "CHECKER_TARGET_S", "DEFAULTS", "FIGURES", "HELLO_TARGET", "MIN_BUDGET", "NOISE_OTHER_CPU", "QUICK",
-    "RECORD_TARGET", "SCHEMA", "CpuWindow", "ScenarioBench", "_duration_ms", "bench", "checker_speed",
+    "RECORD_TARGET", "SCHEMA", "BenchRun", "CpuWindow", "LabTurns", "NginxAlone", "_duration_ms", "bench",
+    "checker_speed",
     "console", "cpu_seconds", "cpus_busy_seconds", "estimate_matrix", "guard_analysis", "lab_figures",
-    "lab_generator_ceiling", "lab_once", "machine_busy_seconds", "measure_matrix", "nginx_ceiling", "noise",
+    "lab_ceiling_summary", "machine_busy_seconds", "measure_matrix", "noise",
     "parse_driver_events", "parse_driver_line", "parse_redis_benchmark", "parse_wrk", "pin", "preexec",
-    "print_report", "redis_ceiling", "results_files", "run_wrk", "runqueue_seconds", "spread", "summarize",
+    "print_report", "redis_ceiling", "results_files", "run_wrk", "runqueue_seconds", "spread", "summarize", "wrk_once",
     "synthetic_counter", "synthetic_isolation", "targets", "tree", "write_json",
 ]

@@ -1,4 +1,5 @@
-"""Ceilings: nginx answering by itself, redis INCR with redis-benchmark, the lab's generator against nginx alone."""
+"""Ceilings: nginx answering by itself (a stack for the run loop, workerlab/bench/run.py: wrk, then the lab's
+generator against it), and redis INCR with redis-benchmark."""
 
 from __future__ import annotations
 
@@ -8,16 +9,12 @@ from pathlib import Path
 
 import jinja2
 
-from loadtests.protocol import CellPlan, Plan
-
 from .. import procs
-from ..driver import DriverSession
-from ..matrix import CELL_TIME_LIMIT_S
 from ..paths import NGINX_DIR
 from ..procs import Child, free_port
 from ..stack import find_binary
 from .cpu import CpuWindow, pin, preexec
-from .measure import lab_once, run_wrk
+from .measure import run_wrk
 from .parse import parse_redis_benchmark, parse_wrk, spread
 
 
@@ -43,53 +40,54 @@ def nginx_alone_conf(folder: Path, port: int) -> str:
     return template.render(run_dir=folder, listen=f"127.0.0.1:{port}")
 
 
-def nginx_ceiling(run_dir: Path, opts: dict) -> dict:
-    folder = run_dir / "nginx-alone"
-    (folder / "tmp").mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    conf = folder / "nginx.conf"
-    conf.write_text(nginx_alone_conf(folder, port))
-    child = Child("nginx-alone", [find_binary("nginx"), "-p", str(folder), "-c", str(conf), "-e",
-                                  str(folder / "error.log")], folder / "nginx.log")
-    child.start()
-    runs = []
-    try:
-        _wait_port(port, child)
-        pin([child.proc.pid], opts["server_cpus"], opts["nice"])
-        run_wrk(f"http://127.0.0.1:{port}/", opts["users"], 1, opts["generator_cpus"], opts["nice"])  # warm-up
+class NginxAlone:
+    """nginx answering by itself (services/nginx/alone.conf.j2): a stack of one process for the run loop."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.child: Child | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.child.proc.pid
+
+    def __enter__(self) -> NginxAlone:
+        (self.folder / "tmp").mkdir(parents=True, exist_ok=True)
+        conf = self.folder / "nginx.conf"
+        conf.write_text(nginx_alone_conf(self.folder, self.port))
+        self.child = Child("nginx-alone", [find_binary("nginx"), "-p", str(self.folder), "-c", str(conf), "-e",
+                                           str(self.folder / "error.log")], self.folder / "nginx.log")
+        try:
+            self.child.start()
+            _wait_port(self.port, self.child)
+        except BaseException:
+            self.child.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.child.stop()
+
+    def wrk_ceiling(self, opts: dict) -> dict:
+        """wrk against nginx alone, --repeat times: the most any scenario's nginx could pass on."""
+        run_wrk(f"{self.url}/", opts["users"], 1, opts["generator_cpus"], opts["nice"])  # warm-up
+        runs = []
         for rep in range(opts["repeat"]):
-            window = CpuWindow({"nginx": [child.proc.pid]}).start()
-            output, wall, cpu, _ = run_wrk(f"http://127.0.0.1:{port}/", opts["users"], opts["duration"],
-                                           opts["generator_cpus"], opts["nice"])
-            (folder / f"wrk-r{rep}.txt").write_text(output)
+            window = CpuWindow({"nginx": [self.pid]}).start()
+            output, wall, cpu, _ = run_wrk(f"{self.url}/", opts["users"], opts["duration"], opts["generator_cpus"],
+                                           opts["nice"])
+            (self.folder / f"wrk-r{rep}.txt").write_text(output)
             w = parse_wrk(output)
             runs.append({"rps": round(w["rps"], 1), "p50_ms": w.get("p50_ms"), "p99_ms": w.get("p99_ms"),
                          "generator_cpu": round(cpu / wall, 3), **window.stop().figures(cpu)})
-        lab = lab_generator_ceiling(folder, f"http://127.0.0.1:{port}", {"nginx": [child.proc.pid]}, opts)
-    finally:
-        child.stop()
-    return {"runs": runs, "rps": spread(r["rps"] for r in runs), "lab": lab}
+        return {"runs": runs, "rps": spread(r["rps"] for r in runs), "lab": None}
 
 
-def lab_generator_ceiling(folder: Path, url: str, groups: dict, opts: dict) -> dict:
+def lab_ceiling_summary(runs: list[dict]) -> dict:
     """The lab's driver against nginx alone: nginx answers far faster than one Python core can ask,
     so this is what the lab's generator can do at most, with and without recording."""
-    budget = 4000 * opts["duration"]
-    cells = [CellPlan(id="lab/warmup", file="lab-warmup", strategy="nginx", check="path", path="/", key="k",
-                      requests=300, time_limit=CELL_TIME_LIMIT_S)]
-    for rep in range(opts["repeat"]):
-        for record in (True, False):
-            cells.append(CellPlan(id=f"lab/r{rep}/{int(record)}", file=f"lab-r{rep}-{int(record)}", strategy="nginx",
-                                  check="path", path="/", key="k", requests=budget,
-                                  time_limit=max(CELL_TIME_LIMIT_S, 10 * opts["duration"]), record=record))
-    plan = Plan(host=url, instances=[url], users=opts["users"], out=str(folder), cells=cells, step=True,
-                cpu_affinity=sorted(opts["generator_cpus"]) if opts["generator_cpus"] else None)
-    runs = []
-    with DriverSession(plan, folder, preexec=preexec(None, opts["nice"])) as driver:
-        for i, cell in enumerate(cells):
-            m = lab_once(driver, cell, groups, folder / "history")
-            if i:
-                runs.append({"record": cell.record, **m})
     ok = [r for r in runs if not r.get("error")]
 
     def cost_us(r):  # generator CPU per request, in microseconds

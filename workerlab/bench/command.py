@@ -13,18 +13,18 @@ import click
 from .. import interrupt, procs
 from ..matrix import new_run_dir
 from ..paths import RESULTS_DIR
-from ..progress import phase
 from ..results import now_iso
 from ..runfile import write_json
 from ..scenarios import Scenario, UnknownName, load_scenarios, pick
 from ..stack import find_binary, missing_binaries
 from .analysis import guard_analysis, noise, targets
-from .ceilings import nginx_ceiling, redis_ceiling
+from .ceilings import redis_ceiling
 from .checker_timing import checker_speed
 from .cpu import CpuWindow, _cpu_layout
 from .estimate import estimate_matrix, measure_matrix
-from .measure import CELLS, ScenarioBench
+from .measure import CELLS
 from .present import console, print_report
+from .run import BenchRun
 
 SCHEMA = "worker-lab/bench/v1"
 DEFAULTS = {"repeat": 3, "duration": 3, "redis_requests": 100_000, "checker_entries": 1_000_000}
@@ -138,28 +138,23 @@ def bench(scenario, repeat, duration, requests, users, quick, pin, nice, record_
                   f"{'pinned' if opts['pin'] else 'not pinned'}; load average {os.getloadavg()[0]:.1f}")
     status = "failed"
     try:
-        for s in scenarios.values():
-            phase("bench", s.name)
-            console.print(f"[bold cyan]{s.name}[/] - {s.description}")
-            data["scenarios"][s.name] = ScenarioBench(s, run_dir, opts).run()
-            write_json(path, data)
+        data["ceilings"] = {"hello_rps_wrk": None, "hello_rps_wrk_scenario": None, "nginx_rps_wrk": None,
+                            "redis_incr_ops": None, "lab_rps_nginx": None, "lab_rps_nginx_not_recording": None,
+                            "detail": {}}
+        BenchRun(scenarios, run_dir, opts, data, lambda: write_json(path, data), ceilings).run()
         hello = {n: (r.get("cells", {}).get("hello", {}).get("summary") or {}).get("wrk", {}).get("rps")
                  for n, r in data["scenarios"].items()}
         hello = {n: s["median"] for n, s in hello.items() if s}
         best = max(hello, key=hello.get) if hello else None
-        data["ceilings"] = {"hello_rps_wrk": hello.get(best), "hello_rps_wrk_scenario": best,
-                            "nginx_rps_wrk": None, "redis_incr_ops": None, "lab_rps_nginx": None,
-                            "lab_rps_nginx_not_recording": None, "detail": {}}
+        data["ceilings"].update(hello_rps_wrk=hello.get(best), hello_rps_wrk_scenario=best)
         if ceilings:
-            console.print("[bold cyan]ceilings[/]: nginx alone, redis INCR alone")
-            nginx = nginx_ceiling(run_dir, opts)
-            redis = redis_ceiling(run_dir, opts)
+            nginx = data["ceilings"]["detail"].get("nginx") or {}
+            redis = data["ceilings"]["detail"]["redis"] = redis_ceiling(run_dir, opts)
             lab = nginx.get("lab") or {}
             data["ceilings"].update(nginx_rps_wrk=(nginx.get("rps") or {}).get("median"),
                                     redis_incr_ops=(redis.get("ops") or {}).get("median"),
                                     lab_rps_nginx=(lab.get("rps_recording") or {}).get("median"),
-                                    lab_rps_nginx_not_recording=(lab.get("rps_not_recording") or {}).get("median"),
-                                    detail={"nginx": nginx, "redis": redis})
+                                    lab_rps_nginx_not_recording=(lab.get("rps_not_recording") or {}).get("median"))
             write_json(path, data)
         if checker_entries:
             console.print(f"[bold cyan]checkers[/] on {checker_entries:,} synthetic entries")

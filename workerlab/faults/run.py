@@ -238,6 +238,9 @@ class FaultRun:
         fs: FaultStep = step.context
         self.record(step.scenario, fs.fault, cell.strategy, fs.expectations[cell.strategy], error=why)
 
+    def step_done(self, step: Step) -> None:
+        pass
+
     def stack_failed(self, step: Step, error: StackError) -> None:
         fs: FaultStep = step.context
         done = {c["strategy"] for c in self.data["cells"]
