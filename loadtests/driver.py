@@ -183,8 +183,7 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
     total = env.stats.total  # locust's own figures: the only latencies when nothing is recorded
     locust_p50, locust_p99 = total.get_response_time_percentile(0.5), total.get_response_time_percentile(0.99)
     runner.quit()  # a request still in flight is recorded as unanswered (locustfile.LabUser.send)
-    if plan.step or plan.hold_after_load:
-        emit("cell-loaded", cell=cell.id, t=load_end)
+    emit("cell-loaded", cell=cell.id, t=load_end)  # the load window is over (the runner's CPU figures end here)
     after0 = time.monotonic()
     if plan.hold_after_load:
         sys.stdin.readline()  # the caller's fault is over (or the caller went away)

@@ -103,3 +103,15 @@ def test_results_record_throughput_and_versions(sub_matrix):
         assert t["rps"] > 0 and t["p50_ms"] <= t["p95_ms"] <= t["p99_ms"]
         assert 0 < t["generator_cpu_share"] < 2
         assert t["achieved_concurrency"] > 1
+
+
+def test_every_native_cell_records_the_servers_cpu_per_request(sub_matrix):
+    from workerlab.cpu import LIMITS
+
+    for c in sub_matrix["cells"]:
+        t = c["throughput"]
+        assert t["cpu_us_per_request"] > 0 and t["cpu_us_by"]["app"] > 0, (c["scenario"], c["strategy"], t)
+        assert "nginx" in t["cpu_us_by"]  # the scenarios here all have nginx in front
+        assert ("store" in t["cpu_us_by"]) == (c["strategy"] in ("redis-incr", "redis-get-set", "memcached-incr",
+                                                                 "server-session-redis-same-user"))
+        assert t["capacity_rps"] > 0 and t["limit"] in LIMITS

@@ -12,6 +12,7 @@ from loadtests.protocol import CellPlan, Plan
 
 from . import interrupt
 from .compose_stack import ComposeStack
+from .cpu import ServerCpu, cost, server_cpus
 from .driver import DriverSession
 from .expected import expectation_for
 from .procs import StackError
@@ -62,6 +63,7 @@ class Matrix:
         self.settings = settings
         self.run_dir = run_dir
         self.report = report
+        self.server_cpu: ServerCpu | None = None  # the cell under load's
         self.results = ResultsFile(run_dir, {**settings.as_dict(), "scenarios": list(scenarios),
                                              "strategies": list(strategies)}, scenarios, planned=self.total_cells)
 
@@ -131,6 +133,11 @@ class Matrix:
         if event["event"] == "cell-start":
             phase("cell", cell.id)
             self.report.cell_start(step.scenario, strategy)
+        elif event["event"] == "load-start":
+            self.server_cpu = self.cpu_window(stack, strategy)
+        elif event["event"] == "cell-loaded":
+            if self.server_cpu is not None:
+                self.server_cpu.stop()
         elif event["event"] == "cell-done":
             self.judge(step.scenario, strategy, step.folder, event["stats"])
         elif event["event"] == "cell-error":
@@ -154,13 +161,31 @@ class Matrix:
                 self.add_cell(step.scenario, strategy, None, None,
                               f"stack did not start: {str(error).splitlines()[0]}")
 
+    @staticmethod
+    def cpu_window(stack, strategy) -> ServerCpu | None:
+        """The server's CPU over one cell's load: the app's processes, nginx, and the store the strategy
+        uses. Native stacks only (a compose stack's processes are the containers')."""
+        pids = getattr(stack, "pids", None)
+        if pids is None:
+            return None
+        groups = {"app": [pid for name, pid in pids.items() if name.startswith("app-")],
+                  "nginx": [pid for name, pid in pids.items() if name == "nginx"],
+                  "store": [pids[need] for need in strategy.needs if need in pids]}
+        return ServerCpu({k: v for k, v in groups.items() if v}).start()
+
     def judge(self, scenario: Scenario, strategy, scenario_dir: Path, stats: dict) -> None:
         phase("judge", f"{scenario.name}/{strategy.name}")
         history_file = scenario_dir / "history" / f"{strategy.name}.jsonl"
         history = read_history(history_file)
         result = check(strategy.check, history)
         rel = str(history_file.relative_to(self.run_dir))
-        self.add_cell(scenario, strategy, result, rel, None, throughput(history, stats), stats)
+        figures = throughput(history, stats)
+        window, self.server_cpu = self.server_cpu, None
+        if window is not None and window.spent:
+            figures.update(cost(window.spent, window.waited, stats.get("answered") or 0, figures["load_seconds"],
+                                server_cpus([pid for pids in window.groups.values() for pid in pids]),
+                                figures["rps"], figures["generator_bound"]))
+        self.add_cell(scenario, strategy, result, rel, None, figures, stats)
 
     def add_cell(self, scenario, strategy, result, history_path, error, throughput_=None, stats=None) -> None:
         expectation = expectation_for(strategy.name, scenario, self.settings.race_window)

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from loadtests.verdicts import ANY, COLOURS, MATRIX_WORDS, VERDICTS
 
+from .cpu import LIMITS
 from .results import grid
 
 MISMATCH = "!"  # before a narrow cell's glyphs: observed differs from expected
@@ -197,16 +198,24 @@ def throughput_table(data: dict) -> Table:
         t = c.get("throughput") or {}
         if t.get("rps"):
             by_scenario.setdefault(c["scenario"], []).append(t)
-    table = Table(title="throughput per scenario (median over its cells)")
-    for col in ("scenario", "rps", "p50 ms", "p95 ms", "p99 ms", "concurrency", "generator CPU"):
-        table.add_column(col, justify="right" if col != "scenario" else "left")
+    table = Table(title="throughput per scenario, median over its cells (µs/req: the server's CPU per answered "
+                        "request; limit: how many cells each limit held back)")
+    for col in ("scenario", "rps", "p50 ms", "p95 ms", "p99 ms", "conc.", "gen. CPU", "µs/req", "limit"):
+        table.add_column(col, justify="right" if col not in ("scenario", "limit") else "left",
+                         no_wrap=col == "scenario")
     for scenario, items in by_scenario.items():
         def med(key, items=items):
             values = sorted(v[key] for v in items if v.get(key) is not None)
             return values[len(values) // 2] if values else None
-        bound = sum(1 for v in items if v.get("generator_bound"))
         share = med("generator_cpu_share")
-        table.add_row(scenario, f"{med('rps'):.0f}", str(med("p50_ms")), str(med("p95_ms")), str(med("p99_ms")),
-                      str(med("achieved_concurrency")),
-                      f"{100 * share:.0f}%" + (f" ({bound} cells bound)" if bound else "") if share else "")
+        limits = Counter(v["limit"] for v in items if v.get("limit"))
+        cpu = med("cpu_us_per_request")
+        def ms(key, med=med):
+            value = med(key)
+            return "-" if value is None else f"{value:.1f}" if value < 10 else f"{value:.0f}"
+        table.add_row(scenario, f"{med('rps'):.0f}", ms("p50_ms"), ms("p95_ms"), ms("p99_ms"),
+                      str(med("achieved_concurrency")), f"{100 * share:.0f}%" if share else "",
+                      f"{cpu:.0f}" if cpu is not None else "-",
+                      " ".join(f"{LIMITS[name][0]} {n}" for name, n in limits.most_common()))
+    table.caption = "limit: " + "; ".join(f"{short} = {meaning}" for short, meaning in LIMITS.values())
     return table

@@ -32,7 +32,13 @@ Schema ``worker-lab/results/v1``::
                                              # null: not judged (an "any" expectation) - never counted as matched
         "counts": {...}, "examples": [...], "notes": [...],   # from the checker
         "throughput": {"rps", "p50_ms", "p95_ms", "p99_ms", "achieved_concurrency",
-                       "generator_cpu_share", "generator_bound", "load_seconds"},
+                       "generator_cpu_share", "generator_bound", "load_seconds",
+                       # native runs (workerlab/cpu.py): the server's CPU over the load window - the app's
+                       # processes, nginx, the strategy's store - per answered request, whoever generated the load
+                       "cpu_us_per_request", "cpu_us_by": {"app", "nginx", "store"}, "server_cores",
+                       "server_wait_cores",             # runnable but without a CPU (other work had it)
+                       "server_cpus", "capacity_rps",   # server_cpus / CPU per request
+                       "limit": one of workerlab.cpu.LIMITS | null},
         "history": "history/<scenario>/<strategy>.jsonl",   # relative to the run folder
         "error": null | "text"                # the cell could not run at all, e.g. a same-user set-up that got
                                               # no session cookie ("driver: NoSessionCookie: ..."): no verdict

@@ -1,68 +1,15 @@
-"""CPU accounting for the bench: psutil and /proc on process trees, CpuWindow, pinning and renicing."""
+"""CPU accounting for the bench: CpuWindow over named process groups, pinning and renicing (the process-tree
+figures themselves are workerlab/cpu.py's, shared with the matrix)."""
 
 from __future__ import annotations
 
 import os
 import time
 
-import psutil
+from ..cpu import cpu_seconds, cpus_busy_seconds, machine_busy_seconds, runqueue_seconds, tree
 
-
-def tree(pids) -> list[psutil.Process]:
-    procs = []
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            procs.append(root)
-            procs.extend(root.children(recursive=True))
-        except psutil.NoSuchProcess:
-            continue
-    return procs
-
-
-def cpu_seconds(pids) -> float:
-    total = 0.0
-    for p in tree(pids):
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
-def runqueue_seconds(pids) -> float:
-    """Time the trees' threads spent runnable but waiting for a CPU (/proc/<pid>/task/<tid>/schedstat).
-
-    CPU share says what a process got; this says what it wanted and did not get: a generator that
-    waits for its core is the bottleneck even at a low CPU share.
-    """
-    total = 0
-    for p in tree(pids):
-        try:
-            tids = os.listdir(f"/proc/{p.pid}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{p.pid}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    return total / 1e9
-
-
-_BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq", "steal")
-
-
-def machine_busy_seconds() -> float:
-    t = psutil.cpu_times()
-    return sum(getattr(t, f, 0.0) for f in _BUSY_FIELDS)
-
-
-def cpus_busy_seconds() -> list[float]:
-    """Busy time of each CPU (all processes): with pinning, how full the server's and generator's cores were."""
-    return [sum(getattr(t, f, 0.0) for f in _BUSY_FIELDS) for t in psutil.cpu_times(percpu=True)]
+__all__ = ["CpuWindow", "cpu_seconds", "cpus_busy_seconds", "machine_busy_seconds", "pin", "preexec",
+           "runqueue_seconds", "tree"]
 
 
 def pin(pids, cpus: set[int] | None, nice: int = 0) -> None:
