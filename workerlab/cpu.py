@@ -105,6 +105,7 @@ class ServerCpu:
         return self
 
 
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 # A server answering at this share of what its CPUs allow is CPU-bound.
 CPU_BOUND_SHARE = 0.85
 # A server whose threads waited this many CPUs' worth of time for a CPU was held back by other work on the
@@ -127,8 +128,8 @@ def cost(spent: dict[str, float], waited: float, answered: int, load_seconds: fl
     limited this cell's throughput (one of LIMITS)."""
     total = sum(spent.values())
     if not answered or not load_seconds or total <= 0:
-        return {"cpu_us_per_request": None, "cpu_us_by": None, "server_cores": None, "server_wait_cores": None,
-                "server_cpus": cpus, "capacity_rps": None, "limit": None}
+        return {"cpu_us_per_request": None, "cpu_us_grain": None, "cpu_us_by": None, "server_cores": None,
+                "server_wait_cores": None, "server_cpus": cpus, "capacity_rps": None, "limit": None}
     per_request = total / answered
     capacity = cpus / per_request
     wait_cores = waited / load_seconds
@@ -141,6 +142,8 @@ def cost(spent: dict[str, float], waited: float, answered: int, load_seconds: fl
     else:
         limit = "server-wait"
     return {"cpu_us_per_request": round(1e6 * per_request, 1),
+            # psutil reads CPU time in the kernel's clock ticks: each group's figure is off by up to one
+            "cpu_us_grain": round(1e6 * TICK_S * len(spent) / answered, 1),
             "cpu_us_by": {name: round(1e6 * s / answered, 1) for name, s in spent.items()},
             "server_cores": round(total / load_seconds, 3), "server_wait_cores": round(wait_cores, 3),
             "server_cpus": cpus, "capacity_rps": round(capacity, 1), "limit": limit}

@@ -246,6 +246,26 @@ def _delta_pct(a, b):
     return round(100.0 * (b - a) / a, 1)
 
 
+def beyond_noise(a: float | None, b: float | None, a_range: list | None, b_range: list | None) -> bool | None:
+    """A change from a to b counts only when each lies outside the other run's own spread; None when either
+    figure is missing. Without a spread (an old results.json, a tiny cell) every difference counts."""
+    if a is None or b is None:
+        return None
+
+    def inside(value, spread):
+        return bool(spread) and spread[0] <= value <= spread[1]
+
+    return not (inside(b, a_range) or inside(a, b_range))
+
+
+def _cpu_beyond_noise(ta: dict, tb: dict) -> bool | None:
+    """CPU per request changed by more than both figures' tick grain (workerlab/cpu.py)."""
+    a, b = ta.get("cpu_us_per_request"), tb.get("cpu_us_per_request")
+    if a is None or b is None:
+        return None
+    return abs(b - a) > (ta.get("cpu_us_grain") or 0) + (tb.get("cpu_us_grain") or 0)
+
+
 def compare(a: dict, b: dict) -> dict:
     """Cell by cell: verdict A -> B, expectation match A -> B, throughput and p99 deltas."""
     by_a = {(c["strategy"], c["scenario"]): c for c in a["cells"]}
@@ -272,6 +292,11 @@ def compare(a: dict, b: dict) -> dict:
                 "match_changed": ca is not None and cb is not None and bool(ca.get("match")) != bool(cb.get("match")),
                 "rps_a": ta.get("rps"), "rps_b": tb.get("rps"),
                 "rps_delta_pct": _delta_pct(ta.get("rps"), tb.get("rps")),
+                "rps_beyond_noise": beyond_noise(ta.get("rps"), tb.get("rps"), ta.get("rps_spread"),
+                                                 tb.get("rps_spread")),
+                "cpu_a": ta.get("cpu_us_per_request"), "cpu_b": tb.get("cpu_us_per_request"),
+                "cpu_delta_pct": _delta_pct(ta.get("cpu_us_per_request"), tb.get("cpu_us_per_request")),
+                "cpu_beyond_noise": _cpu_beyond_noise(ta, tb),
                 "p99_a": ta.get("p99_ms"), "p99_b": tb.get("p99_ms"),
                 "p99_delta_pct": _delta_pct(ta.get("p99_ms"), tb.get("p99_ms")),
                 "background": cell_background(verdict_words(cb) or verdict_words(ca)),
@@ -291,6 +316,8 @@ def compare(a: dict, b: dict) -> dict:
             "match_changes": sum(1 for r in both if r["match_changed"]),
             "only_a": sum(1 for r in rows if r["only"] == "A"), "only_b": sum(1 for r in rows if r["only"] == "B"),
             "median_rps_delta_pct": round(statistics.median(deltas), 1) if deltas else None,
+            "rps_changes_beyond_noise": sum(1 for r in both if r["rps_beyond_noise"]),
+            "rps_within_noise": sum(1 for r in both if r["rps_beyond_noise"] is False),
         },
     }
 

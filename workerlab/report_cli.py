@@ -14,9 +14,15 @@ from .paths import RESULTS_DIR
 console = Console()
 
 
-def _delta(value) -> str:
+def _delta(value, beyond_noise: bool | None = True) -> str:
+    """A change, coloured only when it lies beyond both runs' own spread; else dim, marked ≈ (within noise);
+    uncoloured where no spread is known (None)."""
     if value is None:
         return ""
+    if beyond_noise is False:
+        return f"[dim]≈{value:+.0f}%[/]"
+    if beyond_noise is None:
+        return f"{value:+.0f}%"
     colour = "green" if value >= 0 else "red"
     return f"[{colour}]{value:+.1f}%[/]"
 
@@ -29,8 +35,9 @@ def compare_table(result: dict, changes_only: bool = False) -> Table:
     from .report import styled
 
     a, b = result["a"]["run_id"], result["b"]["run_id"]
-    table = Table(title=f"{a} (A) -> {b} (B): verdict and throughput per cell")
-    for col in ("strategy", "scenario", "verdict A -> B", "as expected", "rps A", "rps B", "Δ rps", "p99 A", "p99 B"):
+    table = Table(title=f"{a} (A) -> {b} (B): verdict and throughput per cell (≈: within noise - inside the "
+                        "other run's own spread)")
+    for col in ("strategy", "scenario", "verdict A -> B", "as expected", "rps A→B", "Δ rps", "Δ p99", "Δ CPU/req"):
         numeric = col.startswith(("rps", "Δ", "p99"))
         table.add_column(col, justify="right" if numeric else "left", no_wrap=numeric, overflow="fold")
     rows = sorted(result["rows"], key=lambda r: (not r["verdict_changed"], not r["match_changed"]))
@@ -45,8 +52,12 @@ def compare_table(result: dict, changes_only: bool = False) -> Table:
             verdict = styled(r["verdict_b"])
         match = {True: "[green]yes[/]", False: "[bold red]NO[/]", None: "-"}
         expected = f"{match[r['match_a']]} -> {match[r['match_b']]}" if r["match_changed"] else match[r["match_b"]]
-        table.add_row(r["strategy"], r["scenario"], verdict, expected, _num(r["rps_a"]), _num(r["rps_b"]),
-                      _delta(r["rps_delta_pct"]), _num(r["p99_a"], 1), _num(r["p99_b"], 1))
+        table.add_row(r["strategy"], r["scenario"], verdict, expected, f"{_num(r['rps_a'])}→{_num(r['rps_b'])}",
+                      _delta(r["rps_delta_pct"], r["rps_beyond_noise"]), _delta(r["p99_delta_pct"], None),
+                      _delta(r["cpu_delta_pct"], r["cpu_beyond_noise"]))
+    s = result["summary"]
+    table.caption = (f"throughput: {s['rps_changes_beyond_noise']} cells changed beyond noise, "
+                     f"{s['rps_within_noise']} within it")
     return table
 
 

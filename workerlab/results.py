@@ -31,11 +31,12 @@ Schema ``worker-lab/results/v1``::
         "match": bool | null,                # observed matches expected (expected.Expectation.judge);
                                              # null: not judged (an "any" expectation) - never counted as matched
         "counts": {...}, "examples": [...], "notes": [...],   # from the checker
-        "throughput": {"rps", "p50_ms", "p95_ms", "p99_ms", "achieved_concurrency",
+        "throughput": {"rps", "rps_spread": [min, max] | null,   # over 5 equal slices of the load window
+                       "p50_ms", "p95_ms", "p99_ms", "achieved_concurrency",
                        "generator_cpu_share", "generator_bound", "load_seconds",
                        # native runs (workerlab/cpu.py): the server's CPU over the load window - the app's
                        # processes, nginx, the strategy's store - per answered request, whoever generated the load
-                       "cpu_us_per_request", "cpu_us_by": {"app", "nginx", "store"}, "server_cores",
+                       "cpu_us_per_request", "cpu_us_grain", "cpu_us_by": {"app", "nginx", "store"}, "server_cores",
                        "server_wait_cores",             # runnable but without a CPU (other work had it)
                        "server_cpus", "capacity_rps",   # server_cpus / CPU per request
                        "limit": one of workerlab.cpu.LIMITS | null},
@@ -193,6 +194,21 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[index]
 
 
+SPREAD_SLICES = 5  # the load window cut in this many equal parts: the rps of each says how steady it was
+
+
+def rps_spread(ok: list[dict], start: float, wall: float) -> list[float] | None:
+    """[min, max] of the rps over SPREAD_SLICES equal slices of the load window: a cell's own noise, against
+    which a change between two runs is measured (workerlab report A B)."""
+    if wall <= 0 or len(ok) < 10 * SPREAD_SLICES:
+        return None
+    width = wall / SPREAD_SLICES
+    counts = [0] * SPREAD_SLICES
+    for e in ok:
+        counts[min(SPREAD_SLICES - 1, int((e["complete"] - start) / width))] += 1
+    return [round(min(counts) / width, 1), round(max(counts) / width, 1)]
+
+
 def throughput(history: list[dict], driver_stats: dict) -> dict:
     load = [e for e in history if e.get("phase", "load") == "load"]
     ok = [e for e in load if e.get("status") == 200]
@@ -204,6 +220,7 @@ def throughput(history: list[dict], driver_stats: dict) -> dict:
     demand = None if share is None else share + (driver_stats.get("generator_wait_share") or 0)
     return {
         "rps": round(len(ok) / wall, 1) if wall else None,
+        "rps_spread": rps_spread(ok, min(e["invoke"] for e in load), wall) if load else None,
         "p50_ms": _round(percentile(latencies, 0.50)),
         "p95_ms": _round(percentile(latencies, 0.95)),
         "p99_ms": _round(percentile(latencies, 0.99)),
