@@ -29,12 +29,14 @@ from locust.env import Environment  # noqa: E402
 from locust.event import EventHook  # noqa: E402
 
 from . import locustfile  # noqa: E402
+from .arrivals import Schedule  # noqa: E402
 from .final_reads import EveryProcessSeen, Settled, final_reads  # noqa: E402
 from .history import process_of, write_history  # noqa: E402
 from .locustfile import RECORDER, USER_CLASSES, Budget, Cell, read_at_rest, shared_session_cookie  # noqa: E402
 from .protocol import DRAIN_AFTER_TIMEOUT_S, GO, READ_AT_REST, CellPlan, Plan, event_line  # noqa: E402
 
 ANSWER_IN_FLIGHT_S = 10.0  # after the time limit: how long requests already sent may take to be answered
+SCHEDULE_LEAD_S = 0.05  # fixed-rate load: the first slot, after the users have started
 RECENT_S = 1.0  # after a fault: the processes that answered in the last second of load are the ones to read
 
 
@@ -149,6 +151,8 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
     Cell.shared_cookie = None
     Cell.path = cell.path or Cell.path  # bench: the "path" cell kind
     RECORDER.reset()
+    Cell.schedule = (Schedule(cell.rate, cell.requests, start=RECORDER.now() + SCHEDULE_LEAD_S,
+                              arrivals=cell.arrivals) if cell.rate else None)
     recording = RECORDER.enabled = cell.record  # bench: False measures the cost of recording
     drop_runner_listeners()
     env = Environment(user_classes=[user_class_for(cell)], events=events, host=plan.host)
@@ -215,6 +219,10 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
         "timed_out": timed_out,
         "users": users,
         "per_user_rps": cell.per_user_rps,
+        # Fixed-rate load: slots started late, and slots due before the cell ended that never started.
+        "rate": cell.rate, "arrivals": cell.arrivals if cell.rate else None,
+        "late": Cell.schedule.late if Cell.schedule else None,
+        "dropped": Cell.schedule.dropped(load_end) if Cell.schedule else None,
         # For workerlab bench; the matrix ignores them.
         "record": recording,
         "load_ok": RECORDER.load_ok,

@@ -22,8 +22,10 @@ from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
 
 try:  # `locust -f loadtests/locustfile.py` loads this file outside the package, with its folder on sys.path
+    from .arrivals import Schedule
     from .protocol import USER_CLASS_NAMES
 except ImportError:
+    from arrivals import Schedule
     from protocol import USER_CLASS_NAMES
 
 # A browser keeps a cookie whose name plus value is at most 4096 bytes (its attributes - Path, HttpOnly,
@@ -119,6 +121,7 @@ class Cell:
     shared_cookie: str | None = None
     clients = itertools.count()
     path = os.environ.get("LAB_PATH", "/hello")  # what PathUser requests (the bench's plain-throughput cell)
+    schedule: Schedule | None = None  # fixed-rate load: each request waits for its scheduled start
 
 
 class Unanswered(Exception):
@@ -214,6 +217,9 @@ class LabUser(FastHttpUser):
                "invoke": RECORDER.now()}
         if sent is not None:
             lab["sent"] = sent
+        if self.scheduled is not None:  # latency counts from here (corrected for coordinated omission)
+            lab["scheduled"], self.scheduled = self.scheduled, None
+            Cell.schedule.started(lab["scheduled"], lab["invoke"])
         try:
             return self.client.get(path, name=f"{Cell.strategy}/{op}", headers=headers, context={"lab": lab})
         finally:
@@ -224,9 +230,19 @@ class LabUser(FastHttpUser):
                     entry["unanswered"] = True
                     add_entry(entry)
 
+    scheduled: float | None = None  # the scheduled start of the request about to be sent (fixed-rate load)
+
     def take_or_stop(self) -> None:
         if not Cell.budget.take():
             raise StopUser()
+        if Cell.schedule is not None:
+            slot = Cell.schedule.take()
+            if slot is None:
+                raise StopUser()
+            wait = slot - RECORDER.now()
+            if wait > 0:
+                time.sleep(wait)  # gevent's: the other users go on meanwhile
+            self.scheduled = slot
 
 
 class CounterUser(LabUser):

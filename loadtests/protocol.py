@@ -53,6 +53,8 @@ class CellPlan:
     scope: str | None = None  # where the state lives (faults' final-read rule): process | store | session
     record: bool = True  # False: count requests, record nothing (bench: the cost of recording)
     path: str | None = None  # check "path": the URL path to GET
+    rate: float | None = None  # fixed-rate load (loadtests/arrivals.py): scheduled starts a second; None: closed
+    arrivals: str = "constant"  # with rate: constant or poisson
 
     def __post_init__(self):
         if self.check not in USER_CLASS_NAMES:

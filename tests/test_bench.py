@@ -233,7 +233,7 @@ def test_bench_smoke(tmp_path):
         if not shutil.which(binary):
             pytest.skip(f"{binary} not installed (apt-get install wrk redis-tools)")
     proc = subprocess.run(
-        [sys.executable, "-m", "workerlab", "bench", "-s", "sync-x1", "--quick", "-d", "1",
+        [sys.executable, "-m", "workerlab", "bench", "-s", "sync-x1", "--quick", "-d", "1", "--no-stall",
          "--checker-entries", "20000", "--output", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )

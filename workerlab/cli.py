@@ -15,6 +15,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from loadtests.arrivals import ARRIVALS
+
 from . import interrupt
 from .bench import bench
 from .compose_stack import engine_problem
@@ -120,6 +122,11 @@ def serve(scenario, direct, race_window):
               help="Requests per cell [default 2000].")
 @click.option("--users", "-u", type=click.IntRange(1, 1000), default=None, help="Concurrent users [default 50].")
 @click.option("--race-window", type=click.Choice(RACE_WINDOWS), default="yield", show_default=True)
+@click.option("--rate", type=click.FloatRange(1, 100_000), default=None,
+              help="Fixed-rate load: requests a second per cell, each with a scheduled start; latency counted from "
+                   "it (corrected for coordinated omission) [default: closed loop, as fast as answers come].")
+@click.option("--arrivals", type=click.Choice(ARRIVALS), default="constant", show_default=True,
+              help="With --rate: evenly spaced or Poisson arrivals.")
 @click.option("--direct", is_flag=True, help="Send load straight to the first app instance, not through nginx.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True,
               help="Folder for results/<timestamp>/.")
@@ -129,7 +136,8 @@ def serve(scenario, direct, race_window):
               help="Do not start this sidecar (repeatable): its cells then show what an app sees when it is down.")
 @click.option("--quiet", "mode", flag_value="quiet", help="Print only mismatches and the final grid.")
 @click.option("--json", "mode", flag_value="json", help="Print one JSON object per cell; nothing else on stdout.")
-def run(scenario, strategy, quick, requests, users, race_window, direct, output, engine, without, mode):
+def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals, direct, output, engine, without,
+        mode):
     """Run the (scenario x strategy) matrix and judge every cell. Exit 1 if any cell differs from its expectation."""
     mode = mode or "rich"
     scenarios, strategies = _select(_split(scenario), _split(strategy))
@@ -147,7 +155,7 @@ def run(scenario, strategy, quick, requests, users, race_window, direct, output,
         requests=requests or (QUICK_REQUESTS if quick else 2000),
         users=users or (QUICK_USERS if quick else 50),
         race_window=race_window, direct=direct, quick=quick,
-        sidecars=tuple(s for s in SIDECARS if s not in without), engine=engine,
+        sidecars=tuple(s for s in SIDECARS if s not in without), engine=engine, rate=rate, arrivals=arrivals,
     )
     with interrupt.shielded():  # the run folder and its first results.json come together
         run_dir = new_run_dir(output)

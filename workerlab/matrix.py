@@ -36,6 +36,8 @@ class RunSettings:
     quick: bool = False
     sidecars: tuple[str, ...] = ("redis", "memcached", "manager")
     engine: str = "native"  # native | compose
+    rate: float | None = None  # fixed-rate load: scheduled starts a second per cell (loadtests/arrivals.py)
+    arrivals: str = "constant"  # with rate: constant | poisson
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "sidecars": list(self.sidecars)}
@@ -120,9 +122,13 @@ class Matrix:
         scenario = step.scenario
         run_key = f"{self.run_dir.name}-{scenario.name}"
         requests = self.cell_requests(scenario)
+        rate = self.settings.rate
+        # At a fixed rate a cell lasts requests / rate: its time limit leaves it twice that.
+        time_limit = max(self.time_limit, 2 * requests / rate) if rate else self.time_limit
         cells = [CellPlan(id=f"{scenario.name}/{s.name}", strategy=s.name, check=s.check,
                           key=f"{run_key}-{s.name}",  # a fresh key per measurement
-                          requests=requests, time_limit=self.time_limit, users=self.cell_users(s.check, requests))
+                          requests=requests, time_limit=time_limit, users=self.cell_users(s.check, requests),
+                          rate=rate, arrivals=self.settings.arrivals)
                  for s in self.strategies.values()]
         return Plan(host=stack.url, instances=stack.instance_urls, users=self.settings.users, out=str(step.folder),
                     cells=cells, local_pids=self.settings.engine == "native")

@@ -33,6 +33,10 @@ Schema ``worker-lab/results/v1``::
         "counts": {...}, "examples": [...], "notes": [...],   # from the checker
         "throughput": {"rps", "rps_spread": [min, max] | null,   # over 5 equal slices of the load window
                        "p50_ms", "p95_ms", "p99_ms", "achieved_concurrency",
+                       "latency": {"uncorrected": {"p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"} | null,
+                                   "corrected": {...} | null},   # HdrHistogram; corrected: from the scheduled
+                                                                 # start, fixed-rate runs only (workerlab/latency.py)
+                       "rate", "arrivals", "late", "dropped",    # fixed-rate runs only (--rate)
                        "generator_cpu_share", "generator_bound", "load_seconds",
                        # native runs (workerlab/cpu.py): the server's CPU over the load window - the app's
                        # processes, nginx, the strategy's store - per answered request, whoever generated the load
@@ -68,6 +72,7 @@ from loadtests.verdicts import ANY, ERROR, MATRIX_WORDS, format_verdict
 
 from . import interrupt, procs
 from .expected import Expectation
+from .latency import latency
 from .runfile import write_json
 
 SCHEMA = "worker-lab/results/v1"
@@ -229,6 +234,8 @@ def throughput(history: list[dict], driver_stats: dict) -> dict:
         "generator_wait_share": driver_stats.get("generator_wait_share"),
         "generator_bound": bool(demand is not None and demand >= GENERATOR_BOUND_SHARE),
         "load_seconds": round(wall, 3),
+        "latency": latency(load),
+        **{k: driver_stats.get(k) for k in ("rate", "arrivals", "late", "dropped") if driver_stats.get("rate")},
     }
 
 

@@ -26,6 +26,7 @@ Layout, one job per module:
   alone, a step; the lab's cells and wrk's turns alternate on it (``BenchRun``, ``LabTurns``);
 - ``measure``: wrk's turns, the bench's cells, summaries;
 - ``ceilings``: nginx alone as a stack (``services/nginx/alone.conf.j2``), redis INCR alone;
+- ``stall``: one worker stopped mid-load, closed loop vs fixed rate: what coordinated omission hides;
 - ``checker_timing``: the checkers' speed on synthetic histories;
 - ``estimate``: the matrix's wall time, estimated from results.json files or measured;
 - ``analysis``: the saturation guard, noise from other processes, targets;
@@ -67,6 +68,9 @@ Schema ``worker-lab/bench/v1`` of ``results/<timestamp>/bench.json``::
                    "lab_rps_nginx", "lab_rps_nginx_not_recording",   # the lab's generator against nginx alone:
                                                                       # the most one generator core can send
                    "detail": {"nginx": {..., "lab": {..., "cpu_us_per_request_recording", ...}}, "redis": {...}}},
+      "stall": {"scenario", "pause_s", "users", "rate", "error",     # stall.py: one worker SIGSTOPped mid-load
+                "cells": {"closed-loop" | "fixed-rate": {"latency": {"uncorrected", "corrected"}, "rps", "late",
+                                                          "dropped"}}} | null,
       "checker": {"entries", "generate_seconds", "check_counter_seconds", "check_isolation_seconds",
                   "check_counter_seconds_gc_off", "check_isolation_seconds_gc_off",   # garbage collector off
                   "realtime_violations_seconds", "realtime_violations_seconds_gc_off",  # its costliest part

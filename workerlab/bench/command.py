@@ -25,6 +25,7 @@ from .estimate import estimate_matrix, measure_matrix
 from .measure import CELLS
 from .present import console, print_report
 from .run import BenchRun
+from .stall import measure_stall
 
 SCHEMA = "worker-lab/bench/v1"
 DEFAULTS = {"repeat": 3, "duration": 3, "redis_requests": 100_000, "checker_entries": 1_000_000}
@@ -89,14 +90,17 @@ def _finish_if_running(path: Path, data: dict) -> None:
               help="Also measure every lab cell without recording.")
 @click.option("--ceilings/--no-ceilings", default=True, show_default=True,
               help="Measure nginx alone and redis INCR alone.")
+@click.option("--stall/--no-stall", default=True, show_default=True,
+              help="Stop sync-x1's worker for 2 s under closed-loop and fixed-rate load: what coordinated omission "
+                   "hides.")
 @click.option("--checker-entries", type=click.IntRange(0, 10_000_000), default=DEFAULTS["checker_entries"],
               show_default=True, help="Synthetic history entries for the checker timing (0 skips it).")
 @click.option("--matrix-times", is_flag=True,
               help="Run the default matrix and --quick end to end and time them (~15 min) instead of estimating.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True,
               help="Folder for results/<timestamp>/bench.json.")
-def bench(scenario, repeat, duration, requests, users, quick, pin, nice, record_cost, ceilings, checker_entries,
-          matrix_times, output):
+def bench(scenario, repeat, duration, requests, users, quick, pin, nice, record_cost, ceilings, stall,
+          checker_entries, matrix_times, output):
     """Measure the lab's own throughput against wrk, the cost of recording, ceilings, checker speed, matrix time."""
     from ..strategies import STRATEGIES
 
@@ -126,7 +130,7 @@ def bench(scenario, repeat, duration, requests, users, quick, pin, nice, record_
             "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                         "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
             "versions": {},  # probed once bench.json exists
-            "scenarios": {}, "ceilings": {}, "checker": None, "matrix_times": None,
+            "scenarios": {}, "ceilings": {}, "stall": None, "checker": None, "matrix_times": None,
         }
         path = run_dir / "bench.json"
         write_json(path, data)
@@ -155,6 +159,10 @@ def bench(scenario, repeat, duration, requests, users, quick, pin, nice, record_
                                     redis_incr_ops=(redis.get("ops") or {}).get("median"),
                                     lab_rps_nginx=(lab.get("rps_recording") or {}).get("median"),
                                     lab_rps_nginx_not_recording=(lab.get("rps_not_recording") or {}).get("median"))
+            write_json(path, data)
+        if stall:
+            console.print("[bold cyan]stall[/]: one worker stopped for 2 s, closed loop and fixed rate")
+            data["stall"] = measure_stall(run_dir / "stall")
             write_json(path, data)
         if checker_entries:
             console.print(f"[bold cyan]checkers[/] on {checker_entries:,} synthetic entries")

@@ -68,6 +68,7 @@ def print_report(data: dict) -> None:
                           f"{_med(lab.get('generator_cpu'), 2)} of a core = "
                           f"{_med(lab.get('cpu_us_per_request_recording'), 0, False)} µs/request recording, "
                           f"{_med(lab.get('cpu_us_per_request_not_recording'), 0, False)} not")
+    print_stall(data.get("stall"))
     ch = data.get("checker")
     if ch:
         mark = "[green]ok[/]" if ch["met"] else f"[red]over {CHECKER_TARGET_S:.0f}s[/]"
@@ -104,3 +105,25 @@ def print_report(data: dict) -> None:
         for o in mt.get("observed_runs") or []:
             console.print(f"  [dim]observed: run {o['run']} ({o['status']}) {o['cells']} cells at {o['requests']} "
                           f"requests in {o['wall_seconds']:.0f}s, of which load {o['load_seconds']:.0f}s[/]")
+
+
+def print_stall(stall: dict | None) -> None:
+    """The stall (workerlab/bench/stall.py): closed-loop and corrected fixed-rate percentiles side by side."""
+    if not stall:
+        return
+    if stall.get("error"):
+        console.print(f"[red]stall: {stall['error']}[/]")
+        return
+    table = Table(title=f"a {stall['pause_s']:.0f} s stall of the only worker ({stall['scenario']}, {stall['users']} "
+                        f"users): what each way of measuring shows, ms")
+    for col in ("load", "p50", "p90", "p99", "p99.9", "max", "rps"):
+        table.add_column(col, justify="left" if col == "load" else "right")
+    cells = stall.get("cells") or {}
+    rows = [("closed loop (as fast as answers come)", cells.get("closed-loop"), "uncorrected"),
+            (f"fixed rate {stall['rate']:.0f}/s, from the send", cells.get("fixed-rate"), "uncorrected"),
+            (f"fixed rate {stall['rate']:.0f}/s, from the scheduled start", cells.get("fixed-rate"), "corrected")]
+    for label, cell, kind in rows:
+        figures = ((cell or {}).get("latency") or {}).get(kind) or {}
+        table.add_row(label, *(_fmt(figures.get(k), 1) for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms")),
+                      _fmt((cell or {}).get("rps")))
+    console.print(table)
