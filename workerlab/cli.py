@@ -1,4 +1,4 @@
-"""worker-lab's command line: list, expected, serve, run (and report, ui, faults, bench from their modules).
+"""worker-lab's command line: list, expected, serve, run (and report, ui, faults, mutants, bench from their modules).
 
 `entry()` is the one way in (`python -m workerlab`): every command gets the same signal policy
 (workerlab/interrupt.py) and the same ending - whatever the lab started is stopped, and the exit
@@ -22,6 +22,7 @@ from .expected import expectation_for
 from .faults import faults
 from .hold import hold, holding
 from .matrix import Matrix, RunSettings, new_run_dir
+from .mutants import mutants
 from .paths import RESULTS_DIR
 from .progress import current, phase
 from .report import TerminalReport, styled, throughput_table, verdict_grid
@@ -185,6 +186,7 @@ def run(scenario, strategy, quick, requests, users, race_window, direct, output,
 
 main.add_command(bench)
 main.add_command(faults)
+main.add_command(mutants)
 main.add_command(report)
 main.add_command(ui)
 

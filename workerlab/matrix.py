@@ -114,14 +114,18 @@ class Matrix:
             phase("probe-versions", step.label)
             self.results.probe_served_versions(step.scenario.name, stack.exec_in)
 
+    def step_strategies(self, step: Step) -> list:
+        """The strategies a step runs: every one of the run's, in each scenario."""
+        return list(self.strategies.values())
+
     def plan(self, step: Step, stack) -> Plan:
         scenario = step.scenario
-        run_key = f"{self.run_dir.name}-{scenario.name}"
+        run_key = f"{self.run_dir.name}-{step.label.replace('/', '-')}"
         requests = self.cell_requests(scenario)
         cells = [CellPlan(id=f"{scenario.name}/{s.name}", strategy=s.name, check=s.check,
                           key=f"{run_key}-{s.name}",  # a fresh key per measurement
                           requests=requests, time_limit=self.time_limit, users=self.cell_users(s.check, requests))
-                 for s in self.strategies.values()]
+                 for s in self.step_strategies(step)]
         return Plan(host=stack.url, instances=stack.instance_urls, users=self.settings.users, out=str(step.folder),
                     cells=cells, local_pids=self.settings.engine == "native")
 
@@ -132,34 +136,34 @@ class Matrix:
             phase("cell", cell.id)
             self.report.cell_start(step.scenario, strategy)
         elif event["event"] == "cell-done":
-            self.judge(step.scenario, strategy, step.folder, event["stats"])
+            self.judge(step, strategy, event["stats"])
         elif event["event"] == "cell-error":
-            self.add_cell(step.scenario, strategy, None, None, f"driver: {event['error']}")
+            self.add_cell(step, strategy, None, None, f"driver: {event['error']}")
 
     def events_ended(self, step: Step) -> None:
         pass
 
     def unfinished(self, step: Step, cell: CellPlan, why: str) -> None:
-        self.add_cell(step.scenario, self.strategies[cell.strategy], None, None, why)
+        self.add_cell(step, self.strategies[cell.strategy], None, None, why)
 
     def stack_failed(self, step: Step, error: StackError) -> None:
         self.results.scenario_error(step.scenario.name, str(error))
         self.report.scenario_error(step.scenario, str(error))
         done = {c["strategy"] for c in self.results.data["cells"] if c["scenario"] == step.scenario.name}
-        for strategy in self.strategies.values():
+        for strategy in self.step_strategies(step):
             if strategy.name not in done:
-                self.add_cell(step.scenario, strategy, None, None,
-                              f"stack did not start: {str(error).splitlines()[0]}")
+                self.add_cell(step, strategy, None, None, f"stack did not start: {str(error).splitlines()[0]}")
 
-    def judge(self, scenario: Scenario, strategy, scenario_dir: Path, stats: dict) -> None:
-        phase("judge", f"{scenario.name}/{strategy.name}")
-        history_file = scenario_dir / "history" / f"{strategy.name}.jsonl"
+    def judge(self, step: Step, strategy, stats: dict) -> None:
+        phase("judge", f"{step.label}/{strategy.name}")
+        history_file = step.folder / "history" / f"{strategy.name}.jsonl"
         history = read_history(history_file)
         result = check(strategy.check, history)
         rel = str(history_file.relative_to(self.run_dir))
-        self.add_cell(scenario, strategy, result, rel, None, throughput(history, stats), stats)
+        self.add_cell(step, strategy, result, rel, None, throughput(history, stats), stats)
 
-    def add_cell(self, scenario, strategy, result, history_path, error, throughput_=None, stats=None) -> None:
+    def add_cell(self, step: Step, strategy, result, history_path, error, throughput_=None, stats=None) -> None:
+        scenario = step.scenario
         expectation = expectation_for(strategy.name, scenario, self.settings.race_window)
         record = cell_record(scenario.name, strategy, expectation, result, history_path=history_path,
                              throughput_=throughput_, error=error)
@@ -171,6 +175,10 @@ class Matrix:
             if stats.get("unanswered"):
                 record["notes"].append(f"{stats['unanswered']} requests were still in flight when the cell ended "
                                        "(recorded as errors)")
+        self.keep(step, record)
+
+    def keep(self, step: Step, record: dict) -> None:
+        """A judged cell goes to results.json and the terminal."""
         self.results.add(record)
         self.report.cell_done(record)
 
