@@ -5,22 +5,23 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := nginx redis-server memcached wrk
+# What the lab runs, as command:Debian package (gcc builds the redis host-crash shim of `make faults`).
+APT_NEEDS := nginx:nginx redis-server:redis-server memcached:memcached wrk:wrk cc:gcc cc:libc6-dev
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab quick list expected serve test test-fast lint clean
+.PHONY: help setup lab quick list expected serve test test-fast lint clean stability
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed ## Install Debian packages and the venv (idempotent)
-	@missing=""; for b in nginx redis-server memcached wrk; do \
-	  command -v $$b >/dev/null || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	@missing=""; for need in $(APT_NEEDS); do b=$${need%%:*}; \
+	  command -v $$b >/dev/null || [ -x /usr/sbin/$$b ] || missing="$$missing $${need#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 $(VENV)/.installed: requirements.txt services/app/requirements.txt
@@ -60,3 +61,7 @@ clean: ## Remove results and caches (keeps the venv)
 
 -include compose/compose.mk
 -include mk/*.mk
+
+RUNS ?= 5
+stability: setup ## Run the matrix RUNS times (default 5) with ARGS and list every cell whose verdict changed
+	$(PY) -m workerlab stability --runs $(RUNS) $(ARGS)

@@ -50,25 +50,33 @@ class EveryProcessSeen:
         return 0.0
 
 
+def instance_of(process: str) -> str:
+    return process.rsplit("/", 1)[0]
+
+
 class Settled:
     """After a fault: every wanted process that is still alive has answered (a killed or recycled worker
     never will), within `seconds`; while nothing answers at all (a restarting store) wait between rounds.
-    With `shared` (one store holds the state) two answers are enough."""
+    With `shared` (one store holds the state) any process of an instance may answer for it, but every
+    instance that served load must answer - twice, so that two reads at rest can disagree."""
 
     read_first = True  # always at least one round: the state after the fault is the point
+    SHARED_READS_PER_INSTANCE = 2
 
     def __init__(self, wanted: set[str], alive: Callable[[str], bool], shared: bool, seconds: float = 10.0):
         self.wanted = set(wanted)
         self.alive = alive
         self.shared = shared
         self.deadline = time.monotonic() + seconds
-        self.per_instance = 2 if shared else CONCURRENCY
+        self.per_instance = self.SHARED_READS_PER_INSTANCE if shared else CONCURRENCY
 
     def done(self, reads: Reads) -> bool:
         if time.monotonic() >= self.deadline:
             return True
         if self.shared:
-            return reads.ok >= 2
+            instances = {instance_of(p) for p in self.wanted}
+            return (instances <= {instance_of(p) for p in reads.answered}
+                    and reads.ok >= self.SHARED_READS_PER_INSTANCE * max(1, len(instances)))
         self.wanted = {p for p in self.wanted if p in reads.answered or self.alive(p)}
         return self.wanted <= reads.answered
 

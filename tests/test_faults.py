@@ -177,9 +177,9 @@ def fault_cells(tmp_path_factory, scenarios):
 @pytest.mark.parametrize("fault,strategy", CELLS, ids=[f"{f}/{s}" for f, s in CELLS])
 def test_fault_verdict_is_the_expected_one(fault_cells, fault, strategy):
     c = fault_cells[(fault, strategy)]
-    if c["skipped"]:
-        pytest.skip(c["expected"]["reason"])  # e.g. no C compiler for the host-crash shim
-    assert c["error"] is None, c["error"]
+    assert not c["skipped"], c["expected"]["reason"]
+    assert c["error"] is None, c["error"]  # also: the fault is proven to have happened
+    assert FAULTS[fault].proof(c["injected"]) is None
     assert c["observed"]["verdict"] == c["expected"]["verdict"], (c["counts"], c["injected"], c["notes"])
     n = c["counts"]
     assert n["recovered"], n
@@ -215,8 +215,7 @@ def test_redis_aof_keeps_every_acknowledged_increment_across_kill_9(fault_cells,
 
 @pytest.mark.stack
 def test_a_host_crash_loses_at_most_about_a_second_with_everysec_and_nothing_with_always(fault_cells):
-    if fault_cells[("redis-host-crash-aof-everysec", "redis-incr")]["skipped"]:
-        pytest.skip("no C compiler for the host-crash shim")
+    assert fault_cells[("redis-host-crash-aof-everysec", "redis-incr")]["injected"]["shim_loaded"] is True
     n = fault_cells[("redis-host-crash-aof-everysec", "redis-incr")]["counts"]
     rate = SMALL.users * SMALL.per_user_rps
     assert 0 < n["lost"] <= 1.5 * rate, n  # about one second's worth of acknowledged increments, at most
@@ -248,4 +247,5 @@ def test_the_whole_fault_table_is_as_expected(tmp_path, scenarios):
     assert not interrupted
     wrong = [(c["fault"], c["strategy"], c["observed"], c["error"]) for c in run.data["cells"] if c["match"] is False]
     assert not wrong, wrong
-    assert run.data["summary"]["judged"] >= 80
+    s = run.data["summary"]
+    assert s["errors"] == 0 and s["judged"] >= 45 and s["controls"] >= 45 and s["controls_differ"] == 0, s

@@ -29,6 +29,7 @@ from .report import TerminalReport, styled, throughput_table, verdict_grid
 from .report_cli import report
 from .results import of_planned, summary_line
 from .scenarios import UnknownName, load_scenarios, pick
+from .stability import stability
 from .stack import NativeStack, missing_binaries
 from .strategies import RACE_WINDOWS, STRATEGIES
 from .ui_cli import ui
@@ -189,6 +190,7 @@ main.add_command(faults)
 main.add_command(mutants)
 main.add_command(report)
 main.add_command(ui)
+main.add_command(stability)
 
 
 def _exit_code(code) -> int:

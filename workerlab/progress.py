@@ -19,6 +19,7 @@ PHASES = {
     "stack-stop": "stopping a scenario's services",
     "fault": "one (fault, strategy) cell of the fault runner",
     "bench": "one measurement of the bench",
+    "stability-run": "one of the matrix runs of `stability`",
     "hold": "a stack is up until Ctrl-C (serve, ui)",
     "report": "writing the report",
     "done": "the command has finished its work",

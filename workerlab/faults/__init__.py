@@ -10,7 +10,9 @@ or per user for sessions, and reports requests failed during the fault and the t
 recover.
 
 The expected verdict of every (strategy x fault) cell is declared with a one-line reason in
-expected.py, like workerlab/expected.py does for the matrix.
+expected.py, like workerlab/expected.py does for the matrix. A fault on a store the strategy does
+not use is a control (expected to survive, shown apart from the judged cells); a fault whose
+injector's record does not prove it happened (evidence.py) makes its cells errors.
 
     python -m workerlab faults [--scenario sync-x4] [--fault NAME ...] [--strategy NAME ...] [--quick]
     python -m workerlab faults --expected        # the table only, nothing runs
@@ -20,7 +22,8 @@ Output: results/<timestamp>/faults.json (schema ``worker-lab/faults/v1``, in run
 One job per module; a fault is a declaration plus an injector:
 
     shape.py      the paced load (LoadShape, FULL, QUICK)
-    injectors.py  what each fault does to the running stack (Injection, inject_*)
+    injectors.py  what each fault does to the running stack (Injection, inject_*), and what it saw
+    evidence.py   what in that record proves the fault happened (a cell without its proof is an error)
     shim.py       the LD_PRELOAD shim that turns a kill -9 of redis into a host crash
     table.py      the declarations: FAULTS, and the strategies they cover (SCOPES, WHERE)
     expected.py   the expected verdict of each (strategy x fault) cell, with its reason

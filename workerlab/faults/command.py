@@ -12,7 +12,7 @@ from rich.console import Console
 from ..paths import RESULTS_DIR
 from ..scenarios import UnknownName, load_scenarios, pick
 from ..stack import missing_binaries
-from .present import expected_table, grid
+from .present import expected_table, grid, summary_line
 from .run import run_faults
 from .shape import FULL, QUICK
 from .table import FAULT_STRATEGIES, FAULTS
@@ -61,7 +61,7 @@ def faults(scenario, fault_names, strategy, quick, expected_only, output):
     for name in scenarios:
         console.print(grid(data, name))
     s = data["summary"]
-    console.print(f"{s['matched']} of {s['judged']} judged cells as expected, {s['mismatched']} differ, "
-                  f"{s['errors']} errors ({time.monotonic() - started:.0f}s). Results: {run.path}  "
+    console.print(f"{summary_line(s)} ({time.monotonic() - started:.0f}s). Results: {run.path}  "
                   f"table: {run.run_dir / 'faults.md'}")
-    sys.exit(0 if s["mismatched"] == 0 else 1)  # or 130/143 when a signal ended it (cli.entry)
+    # A control that fails says the lab is broken, not the strategy: it fails the run too.
+    sys.exit(0 if s["mismatched"] == 0 and s["controls_differ"] == 0 else 1)  # or 130/143 (cli.entry)

@@ -7,6 +7,7 @@ Each ``inject_*`` takes an :class:`Injection`, calls ``inj.mark(...)`` at the mo
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import threading
@@ -14,6 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from ..stack import NativeStack
 
@@ -47,12 +50,20 @@ def _wait_workers(stack: NativeStack, *, gone: set[int] = frozenset(), timeout: 
     return None
 
 
+def _note_new_workers(inj: Injection, before: set[int]) -> None:
+    """The evidence of a worker fault: the workers after it, and which of them are new."""
+    after = inj.stack.app_worker_pids(0)
+    inj.info["worker_pids_after"] = after
+    inj.info["new_worker_pids"] = sorted(set(after) - before)
+
+
 def inject_worker_kill(inj: Injection) -> None:
     pids = inj.stack.app_worker_pids(0)
     victim = pids[0]  # the oldest worker: it has served load since the start
     inj.mark(pid=victim, workers_before=len(pids))
     os.kill(victim, signal.SIGKILL)
     inj.info["respawn_s"] = _wait_workers(inj.stack, gone={victim})
+    _note_new_workers(inj, set(pids))
 
 
 def inject_graceful_reload(inj: Injection) -> None:
@@ -61,14 +72,51 @@ def inject_graceful_reload(inj: Injection) -> None:
     inj.mark(pid=master, workers_before=len(old))
     os.kill(master, signal.SIGHUP)
     inj.info["all_workers_replaced_s"] = _wait_workers(inj.stack, gone=old)
+    _note_new_workers(inj, old)
+
+
+def server_id(stack: NativeStack, name: str) -> str | None:
+    """Which run of sidecar ``name`` answers now: redis's run_id, memcached's pid; None if it does not answer."""
+    try:
+        if name == "redis":
+            import redis
+
+            client = redis.Redis(port=stack.ports["redis"], socket_timeout=2, socket_connect_timeout=2)
+            try:
+                return client.info("server")["run_id"]
+            finally:
+                client.close()
+        from pymemcache.client.base import Client
+
+        client = Client(("127.0.0.1", stack.ports["memcached"]), connect_timeout=2, timeout=2)
+        try:
+            return str(int(client.stats()[b"pid"]))
+        finally:
+            client.close()
+    except Exception:  # a server that does not answer has no identity to prove anything with
+        return None
+
+
+def _loaded(pid: int, library: str) -> bool:
+    """Is a shared object named ``library`` mapped into process ``pid``?"""
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            return any(re.search(rf"/{re.escape(library)}$", line.rstrip()) for line in maps)
+    except OSError:
+        return False
 
 
 def inject_restart(name: str) -> Callable[[Injection], None]:
     """The injector that kills -9 and restarts the stack's sidecar ``name`` (redis, memcached)."""
 
     def inject(inj: Injection) -> None:
-        inj.mark(pid=inj.stack.child(name).proc.pid, signal="SIGKILL")
+        before = server_id(inj.stack, name)
+        pid = inj.stack.child(name).proc.pid
+        shim = inj.stack.redis_env.get("LD_PRELOAD") if name == "redis" and inj.stack.redis_env else None
+        inj.mark(pid=pid, signal="SIGKILL", server_id_before=before,
+                 **({"shim_loaded": _loaded(pid, os.path.basename(shim))} if shim else {}))
         inj.info["restart_s"] = round(inj.stack.restart(name, signal.SIGKILL), 3)
+        inj.info["server_id_after"] = server_id(inj.stack, name)
 
     inject.__name__ = f"inject_{name}_restart"
     return inject
@@ -127,6 +175,7 @@ def inject_sql_kill_in_transaction(inj: Injection) -> None:
         time.sleep(0.005)
     inj.info["write_lock_released_s"] = released
     inj.info["respawn_s"] = _wait_workers(inj.stack, gone={pid})
+    _note_new_workers(inj, {pid})
 
 
 def _write_lock_held(db: Path) -> bool:
@@ -142,14 +191,29 @@ def _write_lock_held(db: Path) -> bool:
         conn.close()
 
 
-def inject_nginx_reload(inj: Injection) -> None:
-    inj.mark(pid=inj.stack.reload_nginx(), signal="SIGHUP")
+def _nginx_workers(stack: NativeStack) -> set[int]:
+    try:
+        return {p.pid for p in psutil.Process(stack.child("nginx").proc.pid).children()}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def inject_nginx_reload(inj: Injection, timeout: float = 10.0) -> None:
+    old = _nginx_workers(inj.stack)
+    inj.mark(pid=inj.stack.reload_nginx(), signal="SIGHUP", nginx_workers_before=len(old))
+    deadline = time.monotonic() + timeout
+    new: set[int] = set()
+    while not new and time.monotonic() < deadline:  # the master forks the new workers right after the HUP
+        new = _nginx_workers(inj.stack) - old
+        time.sleep(0.01)
+    inj.info["new_nginx_worker_pids"] = sorted(new)
 
 
 def inject_nothing(inj: Injection) -> None:
     """A fault that is a setting for the whole run (gunicorn max_requests): it starts with the load."""
     inj.at = inj.t0
     inj.info["at_s"] = 0.0
+    inj.info["workers_before"] = inj.stack.scenario.workers
     workers = set()
     while not inj.stop.wait(0.05):  # note every worker pid seen, to count the recycles
         workers |= set(inj.stack.app_worker_pids(0))

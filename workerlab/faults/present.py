@@ -28,20 +28,25 @@ def figures(cell: dict) -> str:
 
 
 def cell_text(cell: dict) -> str:
+    """One cell in the tables; a control (the fault hits a store the strategy does not use) in parentheses."""
     if cell["skipped"]:
         return "n/a"
-    if cell["error"] and not cell["observed"]:
-        return f"error: {cell['error'][:60]}"
+    if cell["error"]:
+        return f"!! error: {cell['error'][:60]}"
     observed = cell["observed"]["label"] if cell["observed"] else "?"
     if cell["match"] is False:
-        return f"!! {observed} ≠ {cell['expected']['label']}"
-    if cell["match"] is None:
-        return f"{observed} (not judged)"
-    return observed
+        text = f"!! {observed} ≠ {cell['expected']['label']}"
+    elif cell["match"] is None:
+        text = f"{observed} (not judged)"
+    else:
+        text = observed
+    return f"({text})" if cell.get("control") else text
 
 
 def describe_cell(cell: dict) -> str:
     mark = {True: "[green]ok[/]", False: "[bold red]MISMATCH[/]", None: "[dim]--[/]"}[cell["match"]]
+    if cell.get("control") and cell["match"]:
+        mark = "[dim]ctl[/]"
     text = cell_text(cell)
     if cell["skipped"]:
         return f"  [dim]n/a {cell['strategy']:<22} {cell['expected']['reason']}[/]"
@@ -60,7 +65,8 @@ def markdown(data: dict) -> str:
         cells = {(c["strategy"], c["fault"]): c for c in data["cells"] if c["scenario"] == scenario}
         if not cells:
             continue
-        lines += ["", f"## {scenario}: observed verdict (`!!` differs from expected)", "",
+        lines += ["", f"## {scenario}: observed verdict (`!!` differs from expected; (in parentheses): a control, "
+                      "the fault hits a store the strategy does not use)", "",
                   "| strategy | " + " | ".join(faults) + " |", "|---|" + "---|" * len(faults)]
         for strategy in data["settings"]["strategies"]:
             row = [cell_text(cells[(strategy, f)]) if (strategy, f) in cells else "" for f in faults]
@@ -71,7 +77,7 @@ def markdown(data: dict) -> str:
         order = data["settings"]["strategies"]
         for (strategy, fault), c in sorted(cells.items(),
                                            key=lambda kv: (faults.index(kv[0][1]), order.index(kv[0][0]))):
-            if c["skipped"]:
+            if c["skipped"] or (c.get("control") and c["match"]):  # a control shows here only when it failed
                 continue
             n = c["counts"]
             lost = f"{n.get('lost')} / {n.get('acknowledged')}" if n else ""
@@ -85,9 +91,14 @@ def markdown(data: dict) -> str:
                          f"{n.get('failed_during_fault', '')} | {n.get('recover_s', '')} | {detail} | "
                          f"{c['expected']['reason']} |")
     sm = data["summary"]
-    lines += ["", f"{sm.get('matched', 0)} of {sm.get('judged', 0)} judged cells as expected, "
-                  f"{sm.get('mismatched', 0)} differ, {sm.get('errors', 0)} errors, {sm.get('skipped', 0)} n/a."]
+    lines += ["", summary_line(sm) + "."]
     return "\n".join(lines) + "\n"
+
+
+def summary_line(sm: dict) -> str:
+    return (f"{sm.get('matched', 0)} of {sm.get('judged', 0)} judged cells as expected, {sm.get('mismatched', 0)} "
+            f"differ, {sm.get('errors', 0)} errors; controls: {sm.get('controls', 0) - sm.get('controls_differ', 0)}"
+            f" of {sm.get('controls', 0)} as expected; {sm.get('skipped', 0)} n/a")
 
 
 def expected_table(scenario: Scenario, faults: list[Fault], strategies: list[str]) -> Table:
@@ -113,7 +124,8 @@ def grid(data: dict, scenario: str) -> Table:
         for f in faults:
             c = cells.get((strategy, f))
             text = cell_text(c) if c else ""
-            style = "red" if c and c["match"] is False else ("dim" if not c or c["match"] is None else "green")
+            style = ("red" if c and (c["match"] is False or c["error"]) else
+                     "dim" if not c or c["match"] is None or c.get("control") else "green")
             row.append(f"[{style}]{text}[/]")
         table.add_row(strategy, *row)
     return table

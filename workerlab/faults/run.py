@@ -10,9 +10,14 @@ Schema ``worker-lab/faults/v1``::
                 "expected": {"verdict", "label", "reason"}, "observed": {"verdict", "label"} | null,
                 "match": bool | null,                  # null: not judged ("any") or skipped
                 "counts": {lost, acknowledged, attempted, failed_during_fault, recover_s, ...},
-                "injected": {"at_s", "pid", "restart_s", ...},  # what was done, when (seconds since load start)
-                "examples", "notes", "history", "error", "skipped"}],
-     "summary": {"cells", "judged", "matched", "mismatched", "errors", "skipped"}}
+                "injected": {"at_s", "pid", "restart_s", ...},  # what was done, when (seconds since load start),
+                                                        # and the evidence it happened (faults/evidence.py)
+                "examples", "notes", "history",
+                "error",                               # also: the fault is not proven to have happened
+                "skipped",
+                "control"}],                           # the fault hits a store the strategy does not use
+     "summary": {"cells", "judged", "matched", "mismatched",   # judged: neither a control nor skipped
+                 "controls", "controls_differ", "errors", "skipped"}}
 """
 
 from __future__ import annotations
@@ -155,6 +160,7 @@ class FaultRun:
             "history": history,
             "error": error,
             "skipped": expectation.verdict is None,
+            "control": expectation.control,
         })
 
     # -- the faults as a kind of run (workerlab/runner.py) -----------------------------------------------
@@ -259,6 +265,9 @@ class FaultRun:
             self.record(scenario, fault, strategy, expectation, info=inj.info if inj else None, history=rel,
                         error=error)
             return
+        unproven = fault.proof(inj.info)
+        if unproven and not inj.error:
+            inj.error = f"the fault is not proven to have happened: {unproven}"
         history = read_history(history_file)
         result = judge(strategy, fault, history, inj.at - inj.t0)
         self.record(scenario, fault, strategy, expectation, result=result, info=inj.info, history=rel,
@@ -266,12 +275,15 @@ class FaultRun:
 
     def write(self) -> None:
         cells = self.data["cells"]
-        judged = [c for c in cells if c["match"] is not None]
+        judged = [c for c in cells if c["match"] is not None and not c["control"]]
+        controls = [c for c in cells if c["control"] and not c["skipped"]]
         self.data["summary"] = {
             "cells": len(cells),
             "judged": len(judged),
             "matched": sum(1 for c in judged if c["match"]),
             "mismatched": sum(1 for c in judged if not c["match"]),
+            "controls": len(controls),
+            "controls_differ": sum(1 for c in controls if c["match"] is False),
             "errors": sum(1 for c in cells if c["error"]),
             "skipped": sum(1 for c in cells if c["skipped"]),
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import evidence
 from .injectors import (
     Injection,
     inject_graceful_reload,
@@ -50,6 +51,7 @@ class Fault:
     summary: str
     inject: Callable[[Injection], None]
     hits: str  # what it restarts: process | redis | memcached | sqlite | nginx
+    proof: evidence.Evidence  # what in the injector's record proves it happened (workerlab/faults/evidence.py)
     moment: bool = True  # False: lasts the whole run
     needs_gunicorn: bool = False
     only: tuple[str, ...] = ()  # strategies it applies to; empty = all
@@ -70,29 +72,35 @@ RECYCLE_JITTER = 20
 
 FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("worker-kill", "kill -9 of one gunicorn worker mid-run; the master forks a new one",
-          inject_worker_kill, "process", needs_gunicorn=True),
+          inject_worker_kill, "process", evidence.new_worker, needs_gunicorn=True),
     Fault("worker-recycle", f"gunicorn max_requests={RECYCLE_MAX_REQUESTS} (+jitter {RECYCLE_JITTER}): "
-          "workers retire and are replaced all run long", inject_nothing, "process", moment=False,
+          "workers retire and are replaced all run long", inject_nothing, "process", evidence.workers_recycled,
+          moment=False,
           needs_gunicorn=True,
           app_env=(("MAX_REQUESTS", str(RECYCLE_MAX_REQUESTS)), ("MAX_REQUESTS_JITTER", str(RECYCLE_JITTER)))),
     Fault("graceful-reload", "SIGHUP to the gunicorn master: every worker replaced gracefully",
-          inject_graceful_reload, "process", needs_gunicorn=True),
-    Fault("redis-restart", "kill -9 and restart of redis without persistence", inject_restart("redis"), "redis"),
+          inject_graceful_reload, "process", evidence.every_worker_replaced, needs_gunicorn=True),
+    Fault("redis-restart", "kill -9 and restart of redis without persistence", inject_restart("redis"), "redis",
+          evidence.server_restarted),
     Fault("redis-restart-aof-always", "kill -9 and restart of redis with appendonly, appendfsync always",
-          inject_restart("redis"), "redis", redis_persistence="aof-always"),
+          inject_restart("redis"), "redis", evidence.server_restarted, redis_persistence="aof-always"),
     Fault("redis-restart-aof-everysec", "kill -9 and restart of redis with appendonly, appendfsync everysec",
-          inject_restart("redis"), "redis", redis_persistence="aof-everysec"),
+          inject_restart("redis"), "redis", evidence.server_restarted, redis_persistence="aof-everysec"),
     Fault("redis-host-crash-aof-always", "emulated host crash of redis (appendfsync always): unsynced AOF "
-          "writes lost, then restart", inject_restart("redis"), "redis", redis_persistence="aof-always",
+          "writes lost, then restart", inject_restart("redis"), "redis", evidence.host_crash,
+          redis_persistence="aof-always",
           host_crash=True),
     Fault("redis-host-crash-aof-everysec", "emulated host crash of redis (appendfsync everysec): unsynced AOF "
-          "writes lost, then restart", inject_restart("redis"), "redis", redis_persistence="aof-everysec",
+          "writes lost, then restart", inject_restart("redis"), "redis", evidence.host_crash,
+          redis_persistence="aof-everysec",
           host_crash=True),
-    Fault("memcached-restart", "kill -9 and restart of memcached", inject_restart("memcached"), "memcached"),
+    Fault("memcached-restart", "kill -9 and restart of memcached", inject_restart("memcached"), "memcached",
+          evidence.server_restarted),
     Fault("memcached-evict", "memcached with -m 2 and filler writes from the fault on: LRU eviction",
-          inject_memcached_evict, "memcached", memcached_mb=2, memcached_item_max="512k"),
+          inject_memcached_evict, "memcached", evidence.evictions, memcached_mb=2, memcached_item_max="512k"),
     Fault("sql-kill-in-transaction", "kill -9 of a worker held inside an open SQLite write transaction",
-          inject_sql_kill_in_transaction, "sqlite", needs_gunicorn=True, only=("sql-update",)),
+          inject_sql_kill_in_transaction, "sqlite", evidence.killed_in_transaction, needs_gunicorn=True,
+          only=("sql-update",)),
     Fault("nginx-reload", "SIGHUP to nginx during the run: new workers, old ones retire gracefully",
-          inject_nginx_reload, "nginx"),
+          inject_nginx_reload, "nginx", evidence.new_nginx_workers),
 )}
