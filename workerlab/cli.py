@@ -21,7 +21,7 @@ from .compose_stack import engine_problem
 from .expected import expectation_for
 from .faults import faults
 from .hold import hold, holding
-from .matrix import Matrix, RunSettings, new_run_dir
+from .matrix import QUICK_REQUESTS, QUICK_USERS, Matrix, RunSettings, new_run_dir
 from .mutants import mutants
 from .paths import RESULTS_DIR
 from .progress import current, phase
@@ -35,8 +35,6 @@ from .strategies import RACE_WINDOWS, STRATEGIES
 from .ui_cli import ui
 
 SIDECARS = ("redis", "memcached", "manager")
-QUICK_REQUESTS = 300
-QUICK_USERS = 20
 
 console = Console()
 

@@ -23,6 +23,8 @@ from .stack import NativeStack
 
 CELL_TIME_LIMIT_S = 30.0
 SESSION_MIN_PER_USER = 12  # a session user needs a real sequence (the growing cookie passes 4 KB after 8)
+QUICK_REQUESTS = 300  # --quick: requests and users per cell
+QUICK_USERS = 20
 QUICK_CELL_TIME_LIMIT_S = 6.0  # a cell that cannot reach its budget (a deadlock-prone lock) shows its verdict by then
 
 

@@ -10,14 +10,15 @@ report gets a Mutants section.
     python -m workerlab mutants [--mutant NAME ...]     # make mutants
     python -m workerlab mutants --list                  # the table only, nothing runs
 
-    table.py     the declarations: MUTANTS, and the run's budget (SETTINGS)
+    table.py     the declarations: MUTANTS (the app's), FAULT_MUTANTS (an injector's), the runs' budgets
     run.py       the run (MutantRun, on top of the matrix), caught or not, mutants.json (schema)
     present.py   the terminal tables
     command.py   the click command
 """
 
 from .command import mutants
-from .run import SCHEMA, MutantRun, verdict_of
-from .table import MUTANTS, SETTINGS, Mutant
+from .run import SCHEMA, MutantRun, fault_verdict_of, verdict_of
+from .table import ALL, FAULT_MUTANTS, MUTANTS, SETTINGS, FaultMutant, Mutant
 
-__all__ = ["MUTANTS", "SCHEMA", "SETTINGS", "Mutant", "MutantRun", "mutants", "verdict_of"]
+__all__ = ["ALL", "FAULT_MUTANTS", "MUTANTS", "SCHEMA", "SETTINGS", "FaultMutant", "Mutant", "MutantRun",
+           "fault_verdict_of", "mutants", "verdict_of"]

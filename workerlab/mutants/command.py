@@ -18,7 +18,7 @@ from ..scenarios import UnknownName, pick
 from ..stack import missing_binaries
 from .present import declared_table, outcome_table, summary_line
 from .run import MutantRun
-from .table import MUTANTS
+from .table import ALL
 
 console = Console(width=None if sys.stdout.isatty() else 200)
 
@@ -37,7 +37,7 @@ def mutants(names, list_only, output):
     """Run the checkers against deliberately broken variants of the app, each in a cell whose verdict it must
     flip, beside the same cell run clean. Exit 1 unless every mutant is caught."""
     try:
-        chosen = [MUTANTS[n] for n in pick(_split(names), MUTANTS, "mutant")]
+        chosen = [ALL[n] for n in pick(_split(names), ALL, "mutant")]
     except UnknownName as exc:
         raise click.UsageError(str(exc)) from None
     if list_only:
@@ -57,7 +57,7 @@ def mutants(names, list_only, output):
     except KeyboardInterrupt:  # what ran is still shown and rendered
         pass
     data = run.file.data
-    if run.results.data["cells"]:
+    if run.results.data["cells"] or data["mutants"]:
         phase("report")
         with interrupt.shielded():  # it imports matplotlib: never interrupt a C extension's import
             from ..html_report import render_report

@@ -5,20 +5,22 @@ from __future__ import annotations
 from rich.table import Table
 
 from ..expected import expectation_for
+from ..faults import FAULTS, expect_fault
 from ..scenarios import load_scenarios
-from ..strategies import MUTATIONS
-from .table import SETTINGS, Mutant
+from .table import SETTINGS, FaultMutant, Mutant
 
 
-def declared_table(mutants: list[Mutant]) -> Table:
+def declared_table(mutants: list[Mutant | FaultMutant]) -> Table:
     """Each mutant, the cell it must flip (with that cell's expected verdict) and the rule that must say no."""
     scenarios = load_scenarios()
     table = Table(title="mutants (labapp/mutants.py, workerlab/mutants/table.py)")
     for col in ("mutant", "what it breaks", "cell", "expected there", "caught by"):
         table.add_column(col, overflow="fold")
     for m in mutants:
-        expected = expectation_for(m.strategy, scenarios[m.scenario], SETTINGS.race_window)
-        table.add_row(m.name, MUTATIONS[m.name].breaks, m.cell, expected.label, m.rule)
+        scenario = scenarios[m.scenario]
+        expected = (expect_fault(m.strategy, FAULTS[m.fault], scenario) if isinstance(m, FaultMutant)
+                    else expectation_for(m.strategy, scenario, SETTINGS.race_window))
+        table.add_row(m.name, m.breaks, m.cell, expected.label, m.rule)
     return table
 
 
@@ -31,8 +33,14 @@ def outcome_table(data: dict) -> Table:
         control = r["control"]
         clean = "-" if control is None else control["observed"]["label"] + ("" if control["match"] else " (!!)")
         caught = "[green]yes[/]" if r["caught"] else "[bold red]NO[/]"
-        table.add_row(r["mutant"], r["cell"], r["expected"]["label"], clean, r["observed"]["label"], caught, r["why"])
+        table.add_row(r["mutant"], r["cell"], r["expected"]["label"], clean, mutated_label(r), caught, r["why"])
     return table
+
+
+def mutated_label(record: dict) -> str:
+    """What the mutated cell gave: its verdict, or "error" when the cell is one (its history's verdict beside)."""
+    label = record["observed"]["label"]
+    return f"error ({label})" if record["error"] else label
 
 
 def summary_line(summary: dict) -> str:

@@ -1,17 +1,22 @@
 """The mutants, each declared once: the app's broken twin it arms (labapp/mutants.py says what it breaks),
-the cell whose verdict it must flip, and the rule of the judge that must say no there."""
+the cell whose verdict it must flip, and the rule of the judge that must say no there - or, for a fault
+cell, the injector that replaces the fault's (a fault that is not injected)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from loadtests.verdicts import ERROR, INCONCLUSIVE, LEAKS, LOST_UPDATES, OVER_COUNTS, UNANSWERED
 
-from ..matrix import RunSettings
+from ..faults import FAULTS, QUICK, Fault, Injection
+from ..faults.injectors import server_id
+from ..matrix import QUICK_REQUESTS, QUICK_USERS, RunSettings
 from ..strategies import MUTATIONS
 
 # Every cell of a mutants run, mutated or clean: small, so the whole run takes a few minutes.
-SETTINGS = RunSettings(requests=300, users=20, quick=True)  # --quick's budget and its 6 s cell limit
+SETTINGS = RunSettings(requests=QUICK_REQUESTS, users=QUICK_USERS, quick=True)  # --quick's, and its cell limit
+FAULT_SHAPE = QUICK  # a fault cell's paced load (workerlab faults --quick)
 
 
 @dataclass(frozen=True)
@@ -55,3 +60,42 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("answer-without-value", "sync-x1", ERROR, "malformed"),
     Mutant("over-count", "sync-x1", OVER_COUNTS),
 )}
+
+
+def inject_nothing_but_observe_redis(inj: Injection) -> None:
+    """Marks the moment and reads redis's run id before and after, as the real restart does - and kills nothing."""
+    inj.mark(pid=inj.stack.child("redis").proc.pid, signal="none", server_id_before=server_id(inj.stack, "redis"))
+    inj.info["server_id_after"] = server_id(inj.stack, "redis")
+
+
+@dataclass(frozen=True)
+class FaultMutant:
+    """A fault cell whose fault is replaced by an injector that does not inject it: the cell must be an error
+    (the fault's evidence, workerlab/faults/evidence.py, is missing), never the verdict the history alone gives."""
+
+    name: str
+    scenario: str
+    fault: str  # the fault whose injector is replaced (workerlab/faults/table.py)
+    strategy: str  # a judged cell whose history looks the same with or without the fault
+    inject: Callable[[Injection], None]
+    breaks: str
+    word: str = ERROR
+    rule = "error (the fault's evidence is missing)"
+
+    @property
+    def cell(self) -> str:
+        return f"{self.scenario}/{self.fault}/{self.strategy}"
+
+    def mutated(self) -> Fault:
+        return replace(FAULTS[self.fault], inject=self.inject)
+
+
+FAULT_MUTANTS: dict[str, FaultMutant] = {m.name: m for m in (
+    # An append-only redis that fsyncs every write survives a restart: the history is the same whether redis
+    # was restarted or not, so only the evidence (another redis run id after the fault) can tell.
+    FaultMutant("fault-not-injected", "sync-x4", "redis-restart-aof-always", "redis-incr",
+                inject_nothing_but_observe_redis,
+                "the redis restart is not injected: its injector marks the moment and reads redis's run id "
+                "before and after, and kills nothing"),
+)}
+ALL: dict[str, Mutant | FaultMutant] = {**MUTANTS, **FAULT_MUTANTS}
