@@ -132,6 +132,38 @@ def test_a_fault_mutant_is_caught_only_as_an_error_for_want_of_its_evidence():
     assert not fault_verdict_of(None, clean)[0]
 
 
+# -- the report's Mutants section ----------------------------------------------------------------------------------
+
+def _record(name: str, caught: bool, control_match: bool = True, error: str | None = None) -> dict:
+    return {"mutant": name, "breaks": f"what {name} breaks", "cell": "sync-x1/redis-incr", "scenario": "sync-x1",
+            "strategy": "redis-incr", "fault": None, "rule": "over-counts", "caught": caught, "why": f"why {name}",
+            "expected": {"verdict": ["correct"], "label": "correct"},
+            "observed": {"verdict": ["over-counts"], "label": "over-counts"},
+            "control": {"observed": {"verdict": ["correct"], "label": "correct"}, "match": control_match,
+                        "error": None},
+            "counts": {}, "notes": [], "examples": [], "history": None, "error": error}
+
+
+def test_the_report_shows_the_mutants_of_its_run_folder(tmp_path):
+    from workerlab.html_report import ResultsError, render_report
+
+    (tmp_path / "results.json").write_text((ROOT / "tests" / "fixtures" / "results-sample" / "results.json")
+                                           .read_text())
+    assert 'id="mutants"' not in render_report(tmp_path).read_text()  # a run without mutants.json
+    records = [_record("over-count", True), _record("duplicate-value", False, control_match=False),
+               _record("fault-not-injected", True, error=f"{UNPROVEN}: the same server run answered")]
+    data = {"schema": SCHEMA, "run_id": tmp_path.name, "status": "complete", "mutants": records,
+            "summary": {"planned": 3, "mutants": 3, "caught": 2, "not_caught": 1, "controls_failed": 1}}
+    (tmp_path / "mutants.json").write_text(json.dumps(data))
+    html = render_report(tmp_path).read_text()
+    assert 'id="mutants"' in html and 'class="badge bad" id="mutants-badge">2 of 3 mutants caught' in html
+    assert 'data-mutant="duplicate-value" data-caught="false" class="changed"' in html
+    assert "control did not match" in html and "error (over-counts)" in html
+    (tmp_path / "mutants.json").write_text(json.dumps({**data, "schema": "worker-lab/results/v1"}))
+    with pytest.raises(ResultsError, match="not a worker-lab mutants file"):
+        render_report(tmp_path)
+
+
 # -- a fast subset, for real --------------------------------------------------------------------------------------
 
 @pytest.mark.stack
