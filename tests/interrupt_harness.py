@@ -133,7 +133,7 @@ def listening(pids: set[int]) -> list[str]:
             if c.status == psutil.CONN_LISTEN and c.pid in pids]
 
 
-RUN_FILES = ("results.json", "faults.json", "bench.json")
+RUN_FILES = ("mutants.json", "results.json", "faults.json", "bench.json")  # the first found is the run's
 
 
 def run_folders(output: Path) -> list[dict]:
@@ -145,7 +145,7 @@ def run_folders(output: Path) -> list[dict]:
             name = next((n for n in RUN_FILES if (folder / n).exists()), RUN_FILES[0])
             entry["file"] = name
             data = json.loads((folder / name).read_text())
-            cells = data.get("cells") if isinstance(data.get("cells"), list) else []
+            cells = next((data[k] for k in ("cells", "mutants") if isinstance(data.get(k), list)), [])
             entry["results"] = {"status": data["status"], "cells": len(cells),
                                 "planned": (data.get("summary") or {}).get("planned")}
         except (OSError, ValueError, KeyError) as exc:

@@ -200,7 +200,8 @@ def test_sigterm_stops_a_scale_out_stack_under_load(tmp_path):
      "fault"),
     ([*PY, "bench", "-s", "sync-x1", "--quick", "-d", "1", "--no-ceilings", "--no-record-cost",
       "--checker-entries", "0", "--output", "{output}"], "bench"),
-], ids=["serve", "faults", "bench"])
+    ([*PY, "mutants", "-m", "over-count", "--output", "{output}"], "cell"),
+], ids=["serve", "faults", "bench", "mutants"])
 def test_every_command_follows_the_same_policy(tmp_path, command, at_phase):
     trial, = harness(tmp_path, command, "--at-phase", at_phase, "--delay", "0.5")
     assert at_phase in [name.split()[0] for _, name in trial["phases"]], trial

@@ -1,4 +1,4 @@
-"""worker-lab's command line: list, expected, serve, run (and report, ui, faults, bench from their modules).
+"""worker-lab's command line: list, expected, serve, run (and report, ui, faults, mutants, bench from their modules).
 
 `entry()` is the one way in (`python -m workerlab`): every command gets the same signal policy
 (workerlab/interrupt.py) and the same ending - whatever the lab started is stopped, and the exit
@@ -23,7 +23,8 @@ from .compose_stack import engine_problem
 from .expected import expectation_for
 from .faults import faults
 from .hold import hold, holding
-from .matrix import Matrix, RunSettings, new_run_dir
+from .matrix import QUICK_REQUESTS, QUICK_USERS, Matrix, RunSettings, new_run_dir
+from .mutants import mutants
 from .paths import RESULTS_DIR
 from .progress import current, phase
 from .report import TerminalReport, styled, throughput_table, verdict_grid
@@ -36,8 +37,6 @@ from .strategies import RACE_WINDOWS, STRATEGIES
 from .ui_cli import ui
 
 SIDECARS = ("redis", "memcached", "manager")
-QUICK_REQUESTS = 300
-QUICK_USERS = 20
 
 console = Console()
 
@@ -194,6 +193,7 @@ def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals,
 
 main.add_command(bench)
 main.add_command(faults)
+main.add_command(mutants)
 main.add_command(report)
 main.add_command(ui)
 main.add_command(stability)

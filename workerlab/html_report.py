@@ -4,6 +4,10 @@ Everything the page shows comes from results.json (schema in results.py), so any
 can be re-rendered. Charts are drawn with matplotlib and inlined as SVG, the styles and
 the little script are inlined too: the file opens offline, anywhere.
 
+A run folder that also holds mutants.json (``workerlab mutants``: results.json then holds the mutants'
+clean controls) gets a Mutants section: each mutant, its cell, the control's and the mutated verdict, caught
+or not.
+
 Optional key read from results.json: ``"ceilings"``, e.g. ``{"hello_rps": 2100.0,
 "nginx_rps": 9000.0, "redis_incr_ops": 40000.0}`` (numbers; a value may also be
 ``{"value": n, ...}`` or ``{scenario: n, ...}`` for per-scenario ceilings). Absent: the
@@ -60,6 +64,23 @@ def load_results(path: Path) -> dict:
                        ("finished", None)):
         if data.get(key) is None:
             data[key] = empty
+    return data
+
+
+def load_mutants(run_dir: Path) -> dict | None:
+    """The run folder's mutants.json, or None when it has none (every run but ``workerlab mutants``)."""
+    from .mutants.run import SCHEMA as MUTANTS_SCHEMA
+
+    file = Path(run_dir) / "mutants.json"
+    if not file.exists():
+        return None
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{file}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != MUTANTS_SCHEMA:
+        raise ResultsError(f"{file}: not a worker-lab mutants file (schema "
+                           f"{data.get('schema') if isinstance(data, dict) else None!r})")
     return data
 
 
@@ -188,7 +209,7 @@ def cpus_usable(machine: dict) -> str | None:
     return "; ".join(parts)
 
 
-def page_context(data: dict) -> dict:
+def page_context(data: dict, mutants: dict | None = None) -> dict:
     scenarios = scenario_order(data)
     strategies = strategy_order(data)
     cells = []
@@ -212,6 +233,7 @@ def page_context(data: dict) -> dict:
                             if isinstance(s, dict) and s.get("served_versions")},
         "scenario_errors": {n: s.get("error") for n, s in (data.get("scenarios") or {}).items()
                             if isinstance(s, dict) and s.get("error")},
+        "mutants": mutants,
         "ceilings": found,
         "ceilings_present": "ceilings" in data and bool(data.get("ceilings")),
         "charts": {
@@ -226,8 +248,8 @@ def page_context(data: dict) -> dict:
     }
 
 
-def render_html(data: dict) -> str:
-    return _environment().get_template("report.html.j2").render(**page_context(data))
+def render_html(data: dict, mutants: dict | None = None) -> str:
+    return _environment().get_template("report.html.j2").render(**page_context(data, mutants))
 
 
 def render_report(run_dir: Path) -> Path:
@@ -235,7 +257,7 @@ def render_report(run_dir: Path) -> Path:
     file = results_path(Path(run_dir))
     data = load_results(file)
     out = file.parent / "report.html"
-    write_atomic(out, render_html(data))
+    write_atomic(out, render_html(data, load_mutants(file.parent)))
     return out
 
 

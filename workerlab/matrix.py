@@ -24,6 +24,8 @@ from .stack import NativeStack
 
 CELL_TIME_LIMIT_S = 30.0
 SESSION_MIN_PER_USER = 12  # a session user needs a real sequence (the growing cookie passes 4 KB after 8)
+QUICK_REQUESTS = 300  # --quick: requests and users per cell
+QUICK_USERS = 20
 QUICK_CELL_TIME_LIMIT_S = 6.0  # a cell that cannot reach its budget (a deadlock-prone lock) shows its verdict by then
 
 
@@ -118,9 +120,13 @@ class Matrix:
             phase("probe-versions", step.label)
             self.results.probe_served_versions(step.scenario.name, stack.exec_in)
 
+    def step_strategies(self, step: Step) -> list:
+        """The strategies a step runs: every one of the run's, in each scenario."""
+        return list(self.strategies.values())
+
     def plan(self, step: Step, stack) -> Plan:
         scenario = step.scenario
-        run_key = f"{self.run_dir.name}-{scenario.name}"
+        run_key = f"{self.run_dir.name}-{step.label.replace('/', '-')}"
         requests = self.cell_requests(scenario)
         rate = self.settings.rate
         # At a fixed rate a cell lasts requests / rate: its time limit leaves it twice that.
@@ -129,7 +135,7 @@ class Matrix:
                           key=f"{run_key}-{s.name}",  # a fresh key per measurement
                           requests=requests, time_limit=time_limit, users=self.cell_users(s.check, requests),
                           rate=rate, arrivals=self.settings.arrivals)
-                 for s in self.strategies.values()]
+                 for s in self.step_strategies(step)]
         return Plan(host=stack.url, instances=stack.instance_urls, users=self.settings.users, out=str(step.folder),
                     cells=cells, local_pids=self.settings.engine == "native")
 
@@ -145,15 +151,15 @@ class Matrix:
             if self.server_cpu is not None:
                 self.server_cpu.stop()
         elif event["event"] == "cell-done":
-            self.judge(step.scenario, strategy, step.folder, event["stats"])
+            self.judge(step, strategy, event["stats"])
         elif event["event"] == "cell-error":
-            self.add_cell(step.scenario, strategy, None, None, f"driver: {event['error']}")
+            self.add_cell(step, strategy, None, None, f"driver: {event['error']}")
 
     def events_ended(self, step: Step) -> None:
         pass
 
     def unfinished(self, step: Step, cell: CellPlan, why: str) -> None:
-        self.add_cell(step.scenario, self.strategies[cell.strategy], None, None, why)
+        self.add_cell(step, self.strategies[cell.strategy], None, None, why)
 
     def step_done(self, step: Step) -> None:
         pass
@@ -162,10 +168,9 @@ class Matrix:
         self.results.scenario_error(step.scenario.name, str(error))
         self.report.scenario_error(step.scenario, str(error))
         done = {c["strategy"] for c in self.results.data["cells"] if c["scenario"] == step.scenario.name}
-        for strategy in self.strategies.values():
+        for strategy in self.step_strategies(step):
             if strategy.name not in done:
-                self.add_cell(step.scenario, strategy, None, None,
-                              f"stack did not start: {str(error).splitlines()[0]}")
+                self.add_cell(step, strategy, None, None, f"stack did not start: {str(error).splitlines()[0]}")
 
     @staticmethod
     def cpu_window(stack, strategy) -> ServerCpu | None:
@@ -179,9 +184,9 @@ class Matrix:
                   "store": [pids[need] for need in strategy.needs if need in pids]}
         return ServerCpu({k: v for k, v in groups.items() if v}).start()
 
-    def judge(self, scenario: Scenario, strategy, scenario_dir: Path, stats: dict) -> None:
-        phase("judge", f"{scenario.name}/{strategy.name}")
-        history_file = scenario_dir / "history" / f"{strategy.name}.jsonl"
+    def judge(self, step: Step, strategy, stats: dict) -> None:
+        phase("judge", f"{step.label}/{strategy.name}")
+        history_file = step.folder / "history" / f"{strategy.name}.jsonl"
         history = read_history(history_file)
         result = check(strategy.check, history)
         rel = str(history_file.relative_to(self.run_dir))
@@ -191,9 +196,10 @@ class Matrix:
             figures.update(cost(window.spent, window.waited, stats.get("answered") or 0, figures["load_seconds"],
                                 server_cpus([pid for pids in window.groups.values() for pid in pids]),
                                 figures["rps"], figures["generator_bound"]))
-        self.add_cell(scenario, strategy, result, rel, None, figures, stats)
+        self.add_cell(step, strategy, result, rel, None, figures, stats)
 
-    def add_cell(self, scenario, strategy, result, history_path, error, throughput_=None, stats=None) -> None:
+    def add_cell(self, step: Step, strategy, result, history_path, error, throughput_=None, stats=None) -> None:
+        scenario = step.scenario
         expectation = expectation_for(strategy.name, scenario, self.settings.race_window)
         record = cell_record(scenario.name, strategy, expectation, result, history_path=history_path,
                              throughput_=throughput_, error=error)
@@ -205,6 +211,10 @@ class Matrix:
             if stats.get("unanswered"):
                 record["notes"].append(f"{stats['unanswered']} requests were still in flight when the cell ended "
                                        "(recorded as errors)")
+        self.keep(step, record)
+
+    def keep(self, step: Step, record: dict) -> None:
+        """A judged cell goes to results.json and the terminal."""
         self.results.add(record)
         self.report.cell_done(record)
 

@@ -65,8 +65,11 @@ class TerminalReport:
     def cell_start(self, scenario, strategy) -> None:
         self.progress.update(self.task, description=f"{scenario.name} / {strategy.name}")
 
-    def cell_done(self, cell: dict) -> None:
+    def advance(self) -> None:
         self.progress.advance(self.task)
+
+    def cell_done(self, cell: dict) -> None:
+        self.advance()
         if self.mode == "json":
             print(json.dumps(cell), flush=True)
             return

@@ -64,7 +64,6 @@ import platform
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests.checkers import CheckResult
@@ -73,14 +72,10 @@ from loadtests.verdicts import ANY, ERROR, MATRIX_WORDS, format_verdict
 from . import interrupt, procs
 from .expected import Expectation
 from .latency import latency
-from .runfile import write_json
+from .runfile import RunFile, now_iso, write_json
 
 SCHEMA = "worker-lab/results/v1"
 GENERATOR_BOUND_SHARE = 0.85  # of the one core a locust process can use
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # The app's Python packages, by (label in results.json, distribution name); the host has them too.
@@ -267,14 +262,13 @@ def cell_record(scenario: str, strategy, expectation: Expectation, check: CheckR
     }
 
 
-class ResultsFile:
+class ResultsFile(RunFile):
     """results.json, rewritten after every cell so an interrupted run stays readable."""
 
     def __init__(self, run_dir: Path, settings: dict, scenarios: dict, planned: int | None = None):
         self.run_dir = run_dir
-        self.path = run_dir / "results.json"
         self.planned = planned
-        self.data = {
+        super().__init__(run_dir / "results.json", {
             "schema": SCHEMA,
             "run_id": run_dir.name,
             "status": "running",
@@ -286,10 +280,7 @@ class ResultsFile:
             "scenarios": {name: {"description": s.description, "error": None} for name, s in scenarios.items()},
             "cells": [],
             "summary": {},
-        }
-        with interrupt.shielded():  # a run folder always holds a readable results.json, and it is finished
-            self.write()
-            interrupt.on_exit(self.finish_if_running)
+        })
 
     def probe_versions(self) -> None:
         self.data["versions"] = versions()
@@ -300,24 +291,9 @@ class ResultsFile:
         self.data["scenarios"][scenario]["served_versions"] = served_versions(exec_in)
         self.write()
 
-    def finish_if_running(self) -> None:
-        """At the lab's exit, however it ends: a run still 'running' was interrupted (or failed)."""
-        if self.data["status"] == "running":
-            self.finish("interrupted" if interrupt.received() else "failed")
-
-    def add(self, cell: dict) -> None:
-        self.data["cells"].append(cell)
-        self.write()
-
     def scenario_error(self, scenario: str, error: str) -> None:
         self.data["scenarios"][scenario]["error"] = error
         self.write()
-
-    def finish(self, status: str) -> None:
-        with interrupt.shielded():
-            self.data["status"] = status
-            self.data["finished"] = now_iso()
-            self.write()
 
     def write(self) -> None:
         cells = self.data["cells"]

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
+
+from . import interrupt
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -21,3 +24,40 @@ def write_atomic(path: Path, text: str) -> None:
 
 def write_json(path: Path, data) -> None:
     write_atomic(path, json.dumps(data, indent=1))
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class RunFile:
+    """A run's JSON file (``data``), readable at every moment of the run: written as soon as it exists,
+    rewritten after every entry added to ``data[entries]``, and finished at the lab's exit however it ends
+    (a run still "running" then was interrupted, or failed)."""
+
+    entries = "cells"
+
+    def __init__(self, path: Path, data: dict):
+        self.path = path
+        self.data = data
+        with interrupt.shielded():  # a run folder always holds a readable file, and it is finished
+            self.write()
+            interrupt.on_exit(self.finish_if_running)
+
+    def write(self) -> None:
+        """Count the summary, write the file (atomically, shielded)."""
+        raise NotImplementedError
+
+    def add(self, entry: dict) -> None:
+        self.data[self.entries].append(entry)
+        self.write()
+
+    def finish(self, status: str) -> None:
+        with interrupt.shielded():
+            self.data["status"] = status
+            self.data["finished"] = now_iso()
+            self.write()
+
+    def finish_if_running(self) -> None:
+        if self.data["status"] == "running":
+            self.finish("interrupted" if interrupt.received() else "failed")

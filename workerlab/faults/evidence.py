@@ -1,6 +1,6 @@
 """What proves a fault happened: each fault declares one of these rules (workerlab/faults/table.py), a pure
 function over what its injector recorded (``Injection.info``) that gives None when the record proves the fault,
-else why it does not. A fault cell without its proof is an error, never a verdict: a "survives" from a fault
+else why it does not. A fault cell without its proof is an error, never a verdict: a survival of a fault
 that never happened would be a verdict that cannot come out red.
 """
 

@@ -53,6 +53,7 @@ from .shim import build_shim
 from .table import SCOPES, Fault
 
 SCHEMA = "worker-lab/faults/v1"
+UNPROVEN = "the fault is not proven to have happened"  # the start of a cell's error when its evidence is missing
 CELL_TIME_LIMIT_S = 30.0
 INJECT_JOIN_S = 30.0
 
@@ -270,7 +271,7 @@ class FaultRun:
             return
         unproven = fault.proof(inj.info)
         if unproven and not inj.error:
-            inj.error = f"the fault is not proven to have happened: {unproven}"
+            inj.error = f"{UNPROVEN}: {unproven}"
         history = read_history(history_file)
         result = judge(strategy, fault, history, inj.at - inj.t0)
         self.record(scenario, fault, strategy, expectation, result=result, info=inj.info, history=rel,

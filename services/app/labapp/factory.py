@@ -8,7 +8,7 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import openapi, sessions
+from . import mutants, openapi, sessions
 from .errors import BadInput, LabError, SidecarUnreachable, valid_key
 from .resources import Resources, unreachable_errors
 from .served_by import served_by
@@ -38,6 +38,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         strategy = copy.copy(template)  # module-level state stays shared; the binding is per app
         strategy.bind(res)
         strategies[name] = strategy
+    # Inert unless the mutants runner set LAB_MUTANT: then one strategy's method is its broken twin.
+    armed = app.extensions["lab_mutant"] = mutants.arm(settings.mutant, strategies)
     _init_caches(app, settings, strategies)
     sessions.install(app, res)
 
@@ -53,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/health")
     def health():
-        return answer({"status": "ok", "race_window": settings.race_window})
+        return answer({"status": "ok", "race_window": settings.race_window, **({"mutant": armed} if armed else {})})
 
     @app.get("/hello")
     def hello():

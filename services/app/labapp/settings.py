@@ -10,6 +10,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
+from .mutants import MUTANT_ENV, check_name
 from .race import RACE_WINDOWS
 
 
@@ -25,6 +26,7 @@ class Settings:
     manager_authkey: str | None = None
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
     session_dict_ttl: float = 300.0
+    mutant: str | None = None  # LAB_MUTANT: a broken strategy (labapp/mutants.py); only the mutants runner sets it
 
     @classmethod
     def from_env(cls, env: os._Environ | dict | None = None) -> Settings:
@@ -42,6 +44,7 @@ class Settings:
             manager_address=env.get("LAB_MANAGER_ADDRESS") or None,
             manager_authkey=env.get("LAB_MANAGER_AUTHKEY") or None,
             session_dict_ttl=float(env.get("LAB_SESSION_DICT_TTL", "300")),
+            mutant=check_name(env.get(MUTANT_ENV)),
         )
         if env.get("LAB_SECRET_KEY"):
             kwargs["secret_key"] = env["LAB_SECRET_KEY"]
