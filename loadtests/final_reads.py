@@ -19,6 +19,10 @@ from .history import process_of
 
 CONCURRENCY = 16  # reads per instance per round
 MAX_READS = 480
+# After a fault: how long the reads at rest may take to reach every live process. They stop as soon as all have
+# answered; on a loaded machine a starved worker can take many rounds to win an accept (seen: 10 s was too short
+# at a load average of 17, and the cell came out inconclusive).
+SETTLE_S = 30.0
 
 
 @dataclass
@@ -38,6 +42,7 @@ class EveryProcessSeen:
 
     per_instance = CONCURRENCY
     read_first = False  # nothing seen under load: nothing to wait for, no read
+    max_reads = MAX_READS
 
     def __init__(self, wanted: set[str], fruitless: int = 3):
         self.wanted = set(wanted)
@@ -62,8 +67,9 @@ class Settled:
 
     read_first = True  # always at least one round: the state after the fault is the point
     SHARED_READS_PER_INSTANCE = 2
+    max_reads = 4 * MAX_READS  # bounded by SETTLE_S first, on any machine that answers at all
 
-    def __init__(self, wanted: set[str], alive: Callable[[str], bool], shared: bool, seconds: float = 10.0):
+    def __init__(self, wanted: set[str], alive: Callable[[str], bool], shared: bool, seconds: float = SETTLE_S):
         self.wanted = set(wanted)
         self.alive = alive
         self.shared = shared
@@ -81,18 +87,20 @@ class Settled:
         return self.wanted <= reads.answered
 
     def pause(self, reads: Reads) -> float:
-        return 0.2 if not reads.ok and reads.rounds >= 3 else 0.0
+        if not reads.ok and reads.rounds >= 3:
+            return 0.2  # nothing answers: a store or a worker is still coming back
+        return 0.1 if reads.fruitless else 0.0  # a live worker not reached yet: give it the CPU to accept
 
 
 def final_reads(read: Callable[[str, str, dict, str], None], entries: list[dict], instances: list[str], path: str,
                 headers: dict, rule) -> Reads:
     """Send rounds of `read(url, path, headers, client)` (which appends an entry to `entries`) until
-    `rule.done(reads)` or MAX_READS; return what the rounds brought."""
+    `rule.done(reads)` or `rule.max_reads`; return what the rounds brought."""
     reads = Reads()
     if not rule.read_first and rule.done(reads):
         return reads
     pool = Pool(rule.per_instance * len(instances))
-    while reads.sent < MAX_READS:
+    while reads.sent < rule.max_reads:
         before = len(entries)
         reached_before = len(reads.answered & rule.wanted)
         for i in range(rule.per_instance):
