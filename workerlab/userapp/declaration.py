@@ -13,6 +13,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtests.verdicts import MATRIX_WORDS
+
 # The check kinds a user's endpoint may declare, and what each judges (the lab's own checkers).
 CHECKS = {
     "counter": "every acknowledged increment counted; values distinct and in real-time order",
@@ -27,7 +29,7 @@ PLANNED_SERVICES = {"postgres": "DATABASE_URL (the PostgreSQL sidecar is not in 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 SEND_IN = ("query", "header", "form", "json")
 IMPORT_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*(\(.*\))?$")
-VERDICT_WORDS = ("correct", "lost-updates", "diverges", "over-counts", "leaks", "error", "no-answer", "inconclusive")
+VERDICT_WORDS = MATRIX_WORDS  # what an `expect` may name
 
 
 class DeclarationError(ValueError):
@@ -49,7 +51,7 @@ class Endpoint:
     send: dict | None = None  # isolation: {"in", "name"}
     login: dict | None = None  # session: one request first, as each user ({user} in its fields)
     owner: dict | None = None  # session: where the user's own name ({user}) comes back
-    expect: dict = field(default_factory=dict)  # scenario -> verdict label ("correct", "lost-updates+diverges")
+    expect: dict = field(default_factory=dict)  # scenario -> verdict label: words of MATRIX_WORDS joined by +
 
     def request(self) -> dict:
         """The request spec the driver sends (loadtests/declared.py)."""

@@ -2,7 +2,7 @@
 
 The lab's own rows are judged against a race window it can widen; a user's code has none, and the GIL
 hides most races in it. So a cell where the checker found nothing says what was tried ("not seen in 2000
-requests at 50 concurrent under gthread-2x8") and what would still break it - never a bare "correct" -
+requests at 50 concurrent under gthread-2x8") and what would still break it - never a bare correct -
 and each endpoint gets one plain-language line over all its scenarios.
 """
 
