@@ -31,8 +31,8 @@ $(VENV)/.installed: requirements.txt services/app/requirements.txt
 
 ENGINE ?= native
 
-lab: setup ## Run the default matrix (every scenario x strategy); ENGINE=compose, ARGS="--quick" etc. pass through
-	$(PY) -m workerlab run --engine $(ENGINE) $(ARGS)
+lab: setup ## Run the default matrix (every scenario x strategy); APP=path/to/worker-lab.toml: your app's; ENGINE=compose, ARGS="--quick" etc. pass through
+	$(PY) -m workerlab run --engine $(ENGINE) $(if $(APP),--app $(APP)) $(ARGS)
 
 quick: setup ## The matrix at a few hundred requests per cell
 	$(PY) -m workerlab run --quick $(ARGS)

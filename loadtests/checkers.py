@@ -15,8 +15,14 @@ the anomaly. Every rule below is a verdict word, never only a note:
   process's own acknowledged values run 1..n (a counter per process; real time is then
   judged per process). ``inconclusive`` when acknowledged increments exist but no final
   read answered, some failed, or they reached fewer processes than served load.
-- check_sessions: each user must see 1, 2, 3 ... and only its own session.
+  Where no answer names who served it (a user's app: no pid, no instance), reads at rest that disagree
+  are ``diverges`` (more than one copy of the counter answers), and the per-process rules are not judged
+  (the notes say so).
+- check_sessions: each user must see 1, 2, 3 ... and only its own session (an answer that names no
+  owner - a user's app that declares none - is not judged for leaks).
 - check_isolation: the token read back must be the token sent.
+- check_unique: every answer's value distinct (a user's ids, tokens); a value handed out twice is
+  ``lost-updates``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from .verdicts import CORRECT, DIVERGES, ERROR, INCONCLUSIVE, LEAKS, LOST_UPDATE
 
 MAX_EXAMPLES = 3
 MALFORMED = "malformed: a 200 answer without an integer value"
+SERVED_BY_UNKNOWN = ("no answer names who served it: the per-process rules (a counter per process, real-time "
+                     "order per process) are not judged")
 
 
 @dataclass
@@ -158,6 +166,11 @@ def check_counter(history: list[dict]) -> CheckResult:
     exited = {process_of(e) for e in history if e.get("phase") == "exited"} - final_by_process.keys()
     unread = [p for p in acks_by_process if p not in final_by_process and p not in exited]
     per_process = _per_process_counters(values_by_process, len(errors) + len(malformed) + len(unanswered))
+    served_by_known = any(e.get("pid") is not None or e.get("instance") is not None for e in acks + finals)
+    if acks and not served_by_known:
+        notes.append(SERVED_BY_UNKNOWN)
+    if not served_by_known:
+        final_values = {e["value"] for e in finals}  # every read at rest, not one per (unknown) process
 
     if acks and not finals:
         undecided.append(f"no final read answered ({len(finals_failed)} sent, all failed)" if finals_failed
@@ -183,6 +196,10 @@ def check_counter(history: list[dict]) -> CheckResult:
             words.add(DIVERGES)
         over = sum(final_by_process.values()) > len(load)
         examples.append({"final_reads": dict(sorted(final_by_process.items())[:8])})
+    elif len(final_values) > 1 and not served_by_known:
+        words.add(DIVERGES)
+        notes.append(f"reads at rest disagree ({sorted(final_values)[:6]}): more than one copy of the counter")
+        examples.append({"final_values": sorted(final_values)[:8]})
     elif len(final_values) > 1:
         undecided.append(f"final reads disagree ({sorted(final_values)[:6]}) but the processes' acknowledged "
                          "values do not each run 1..n: neither one counter nor one per process")
@@ -247,7 +264,10 @@ def check_sessions(history: list[dict]) -> CheckResult:
     for e in answered:
         if ok(e):
             by_client[e["client"]].append(e)
-    leaks = [e for entries in by_client.values() for e in entries if e.get("owner") != e["client"]]
+    # A user's app that declares no owner names none in any answer: leaks are not judged there. Where any
+    # answer names its owner (the lab's own app), every answer must name the right one.
+    owners_named = any("owner" in e for entries in by_client.values() for e in entries)
+    leaks = [e for entries in by_client.values() for e in entries if owners_named and e.get("owner") != e["client"]]
     wrong_users: list[str] = []
     diverged_users: list[str] = []
     for client, entries in by_client.items():
@@ -319,11 +339,40 @@ def check_isolation(history: list[dict]) -> CheckResult:
     return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES], error_texts=texts)
 
 
+def check_unique(history: list[dict]) -> CheckResult:
+    load = [e for e in history if e.get("phase", "load") == "load"]
+    unanswered, answered = _unanswered_and_rest(load)
+    acks = [e for e in answered if ok(e) and e.get("value") is not None]
+    errors = [e for e in answered if not ok(e)]
+    value_counts = Counter(str(e["value"]) for e in acks)
+    duplicated = {v for v, c in value_counts.items() if c > 1}
+    words: set[str] = set()
+    examples: list[dict] = []
+    if duplicated:
+        words.add(LOST_UPDATES)
+        first = next(iter(sorted(duplicated)))
+        examples.extend(_brief(e) for e in acks if str(e["value"]) == first)
+    if errors:
+        words.add(ERROR)
+        examples.extend(_brief(e) for e in errors[:MAX_EXAMPLES])
+    counts = {
+        "attempted": len(load),
+        "acknowledged": len(acks),
+        "errors": len(errors),
+        "distinct": len(value_counts),
+        "duplicates": sum(c - 1 for c in value_counts.values() if c > 1),
+    }
+    texts = _error_texts(errors)
+    _account(words, counts, examples, texts, unanswered)
+    return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES], error_texts=texts)
+
+
 CHECKERS = {
     "counter": check_counter,
     "same-user": check_counter,
     "session": check_sessions,
     "isolation": check_isolation,
+    "unique": check_unique,
 }
 
 

@@ -30,9 +30,17 @@ from locust.event import EventHook  # noqa: E402
 
 from . import locustfile  # noqa: E402
 from .arrivals import Schedule  # noqa: E402
-from .final_reads import EveryProcessSeen, Settled, final_reads  # noqa: E402
+from .final_reads import EveryProcessSeen, Settled, ValuesSettled, final_reads  # noqa: E402
 from .history import process_of, write_history  # noqa: E402
-from .locustfile import RECORDER, USER_CLASSES, Budget, Cell, read_at_rest, shared_session_cookie  # noqa: E402
+from .locustfile import (  # noqa: E402
+    DECLARED_USER_CLASSES,
+    RECORDER,
+    USER_CLASSES,
+    Budget,
+    Cell,
+    read_at_rest,
+    shared_session_cookie,
+)
 from .protocol import DRAIN_AFTER_TIMEOUT_S, GO, READ_AT_REST, CellPlan, Plan, event_line  # noqa: E402
 
 ANSWER_IN_FLIGHT_S = 10.0  # after the time limit: how long requests already sent may take to be answered
@@ -103,7 +111,7 @@ def drop_runner_listeners() -> None:
 
 
 def user_class_for(cell: CellPlan):
-    user_class = USER_CLASSES[cell.check]
+    user_class = (DECLARED_USER_CLASSES if cell.request else USER_CLASSES)[cell.check]
     if cell.per_user_rps is None:
         return user_class
     # Paced: a cell lasts a known time and every user is active before, during and after a fault.
@@ -134,12 +142,31 @@ def record_exited(entries: list[dict]) -> None:
 
 def read_rule(cell: CellPlan, plan: Plan, load_end: float):
     """When the final reads may stop: every process seen under load (the matrix); after a fault, every
-    process still alive that answered in the load's last second, or two answers from a shared store."""
+    process still alive that answered in the load's last second, or two answers from a shared store; a
+    declared endpoint's (no pid): when the values read settle (final_reads.ValuesSettled)."""
     answered = [e for e in RECORDER.entries if e.get("status") == 200]
+    if cell.request:
+        return ValuesSettled()
     if not plan.hold_after_load:
         return EveryProcessSeen({process_of(e) for e in answered})
     recent = {process_of(e) for e in answered if e.get("complete", 0) >= load_end - RECENT_S}
     return Settled(recent, _alive, shared=cell.scope == "store")
+
+
+class NoBaseline(RuntimeError):
+    """A declared counter's read before the load found no integer: the cell is an error, never judged."""
+
+
+def read_baseline(plan: Plan) -> int:
+    """A declared counter's value before the load (a deployment's counter, a store that outlives the app,
+    need not start at 0): one read, phase 'baseline' (no checker judges it); values are counted from it."""
+    read_at_rest(plan.host, Cell.read["path"], {}, "baseline")
+    entry = RECORDER.entries[-1]
+    entry["phase"] = "baseline"
+    if not isinstance(entry.get("value"), int):
+        raise NoBaseline(f"the read before the load ({Cell.read['path']}) found no integer: "
+                         f"{entry.get('error') or entry.get('value')!r}")
+    return entry["value"]
 
 
 def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
@@ -150,7 +177,11 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
     Cell.per_user = max(1, cell.requests // users)
     Cell.shared_cookie = None
     Cell.path = cell.path or Cell.path  # bench: the "path" cell kind
+    Cell.request, Cell.read, Cell.baseline = cell.request, cell.read, 0
+    Cell.served_by_header = plan.served_by_header
     RECORDER.reset()
+    if cell.read:
+        Cell.baseline = read_baseline(plan)
     Cell.schedule = (Schedule(cell.rate, cell.requests, start=RECORDER.now() + SCHEDULE_LEAD_S,
                               arrivals=cell.arrivals) if cell.rate else None)
     recording = RECORDER.enabled = cell.record  # bench: False measures the cost of recording
@@ -193,9 +224,11 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
         sys.stdin.readline()  # the caller's fault is over (or the caller went away)
     elif timed_out:
         gevent.sleep(DRAIN_AFTER_TIMEOUT_S)  # let what the server accepted land before reading at rest
-    if cell.check in READ_AT_REST and recording:
+    if cell.check in READ_AT_REST and recording and (cell.read or not cell.request):
         path = f"/s/{cell.strategy}/read?" + ("client=shared" if cell.check == "same-user" else f"key={cell.key}")
         headers = {"Cookie": Cell.shared_cookie} if cell.check == "same-user" and Cell.shared_cookie else {}
+        if cell.read:
+            path = cell.read["path"]
         final_reads(read_at_rest, RECORDER.entries, plan.instances or [plan.host], path, headers,
                     read_rule(cell, plan, load_end))
         if plan.local_pids and not plan.hold_after_load:

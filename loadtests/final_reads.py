@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from gevent import sleep
 from gevent.pool import Pool
 
-from .history import process_of
+from .history import ok, process_of
 
 CONCURRENCY = 16  # reads per instance per round
 MAX_READS = 480
@@ -34,6 +34,8 @@ class Reads:
     answered: set[str] = field(default_factory=set)
     rounds: int = 0
     fruitless: int = 0  # rounds in a row that reached no process still wanted
+    values: set = field(default_factory=set)  # every value read at rest
+    new_values: int = 0  # how many values the last round read that no round before it had
 
 
 class EveryProcessSeen:
@@ -50,6 +52,28 @@ class EveryProcessSeen:
 
     def done(self, reads: Reads) -> bool:
         return self.wanted <= reads.answered or reads.fruitless >= self.fruitless
+
+    def pause(self, reads: Reads) -> float:
+        return 0.0
+
+
+class ValuesSettled:
+    """A declared app (which process answered is not known) or a deployment the lab did not start: read
+    rounds through its URLs until `quiet` rounds in a row bring no value that no round before them read -
+    a counter at rest reads the same, and where copies differ every copy reachable has had its chance.
+    The reads are capped like every final read (MAX_READS)."""
+
+    read_first = True
+    per_instance = CONCURRENCY
+    wanted: set[str] = set()
+
+    def __init__(self, quiet: int = 2):
+        self.quiet = quiet
+        self.quiet_rounds = 0
+
+    def done(self, reads: Reads) -> bool:
+        self.quiet_rounds = 0 if reads.new_values else self.quiet_rounds + 1
+        return reads.rounds > self.quiet and self.quiet_rounds >= self.quiet
 
     def pause(self, reads: Reads) -> float:
         return 0.0
@@ -109,9 +133,12 @@ def final_reads(read: Callable[[str, str, dict, str], None], entries: list[dict]
         pool.join()
         reads.rounds += 1
         reads.sent += rule.per_instance * len(instances)
-        new = [e for e in entries[before:] if e.get("status") == 200]
+        new = [e for e in entries[before:] if ok(e)]
         reads.ok += len(new)
         reads.answered |= {process_of(e) for e in new}
+        round_values = {e.get("value") for e in new}
+        reads.new_values = len(round_values - reads.values)
+        reads.values |= round_values
         reads.fruitless = reads.fruitless + 1 if len(reads.answered & rule.wanted) == reached_before else 0
         if rule.done(reads):
             break

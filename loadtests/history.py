@@ -28,7 +28,9 @@ FIELDS = (
 
 
 def ok(entry: dict) -> bool:
-    return entry.get("status") == 200 and entry.get("error") is None
+    """Answered with success (2xx: a user's app may answer 201) and no error."""
+    status = entry.get("status")
+    return isinstance(status, int) and 200 <= status < 300 and entry.get("error") is None
 
 
 def process_of(entry: dict) -> str:

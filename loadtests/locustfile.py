@@ -22,9 +22,11 @@ from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
 
 try:  # `locust -f loadtests/locustfile.py` loads this file outside the package, with its folder on sys.path
+    from . import declared
     from .arrivals import Schedule
     from .protocol import USER_CLASS_NAMES
 except ImportError:
+    import declared
     from arrivals import Schedule
     from protocol import USER_CLASS_NAMES
 
@@ -122,6 +124,37 @@ class Cell:
     clients = itertools.count()
     path = os.environ.get("LAB_PATH", "/hello")  # what PathUser requests (the bench's plain-throughput cell)
     schedule: Schedule | None = None  # fixed-rate load: each request waits for its scheduled start
+    # A user's declared endpoint (loadtests/declared.py): the request, where its value is, the read at rest.
+    request: dict | None = None
+    read: dict | None = None
+    baseline = 0  # a declared counter's value before the load (subtracted: values count from 1)
+    served_by_header: str | None = None  # a declared app's header naming who served (else not known)
+
+
+def answer_body(op: str, status: int, headers, raw: bytes) -> dict | None:
+    """What an answer says, as the history's fields: the lab's app answers JSON with them; a declared
+    endpoint's value is where its declaration says (a counter's shifted by its baseline)."""
+    if Cell.request is None:
+        try:
+            body = json.loads(raw)
+        except ValueError:  # a body that is not JSON is itself the evidence
+            return None
+        return body if isinstance(body, dict) else None
+    if op == "login":  # a session's login step: only whether it succeeded
+        return {} if 200 <= status < 300 else {"error": f"HTTP {status}", "message": declared.shown(raw)}
+    spec = Cell.read if op == "read" and Cell.read else Cell.request
+    fields = declared.answer_fields(spec["value"], status, raw)
+    if spec.get("owner") and "value" in fields:
+        try:
+            fields["owner"] = declared.extract(spec["owner"], raw)
+        except declared.ValueNotFound:
+            pass  # no owner in this answer: the session check counts it as another user's
+    if isinstance(fields.get("value"), int) and Cell.baseline and op in ("incr", "read"):
+        fields["value"] -= Cell.baseline
+    served_by = headers.get(Cell.served_by_header) if Cell.served_by_header and headers else None
+    if served_by:
+        fields["instance"] = served_by
+    return fields
 
 
 class Unanswered(Exception):
@@ -141,7 +174,7 @@ def make_entry(lab: dict, status: int, body, exception: BaseException | None = N
             entry["error"] = f"{body.get('error')}: {body.get('message', '')}"
     if exception is not None and "error" not in entry:
         entry["error"] = f"{type(exception).__name__}: {exception}"[:300]
-    elif status != 200 and "error" not in entry:
+    elif not 200 <= status < 300 and "error" not in entry:
         entry["error"] = f"HTTP {status}"
     return entry
 
@@ -150,7 +183,7 @@ def add_entry(entry: dict) -> None:
     RECORDER.entries.append(entry)
     if entry["phase"] == "load":
         RECORDER.load_count += 1
-        if entry["status"] == 200:
+        if 200 <= entry["status"] < 300:
             RECORDER.load_ok += 1
 
 
@@ -166,12 +199,8 @@ def read_at_rest(instance_url: str, path: str, headers: dict, client: str) -> No
     try:
         conn.request("GET", path, headers={**headers, "Connection": "close"})
         response = conn.getresponse()
-        raw = response.read()
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        add_entry(make_entry(lab, response.status, body))
+        add_entry(make_entry(lab, response.status, answer_body("read", response.status, response.headers,
+                                                              response.read())))
     except OSError as exc:
         add_entry(make_entry(lab, 0, None, exc))
     finally:
@@ -189,15 +218,12 @@ def record(request_type, name, response_time, response_length, response=None, co
         # request so the driver still stops at its budget, but parse and keep nothing.
         if lab["phase"] == "load":
             RECORDER.load_count += 1
-            RECORDER.load_ok += status == 200
+            RECORDER.load_ok += 200 <= status < 300
         lab["recorded"] = True
         return
     body = None
     if response is not None and status:
-        try:
-            body = response.json()
-        except Exception:  # a body that is not JSON is itself the evidence
-            body = None
+        body = answer_body(lab["op"], status, response.headers, response.content or b"")
     add_entry(make_entry(lab, status, body, exception))
     lab["recorded"] = True  # (after make_entry copied it) LabUser.send: this request is accounted for
 
@@ -212,7 +238,8 @@ class LabUser(FastHttpUser):
     def on_start(self):
         self.client_id = f"u{next(Cell.clients)}"
 
-    def send(self, op: str, path: str, sent: str | None = None, headers: dict | None = None, phase: str = "load"):
+    def send(self, op: str, path: str, sent: str | None = None, headers: dict | None = None, phase: str = "load",
+             method: str = "GET", body: bytes | None = None):
         lab = {"client": self.client_id, "req": next(RECORDER.req_ids), "op": op, "phase": phase,
                "invoke": RECORDER.now()}
         if sent is not None:
@@ -221,7 +248,8 @@ class LabUser(FastHttpUser):
             lab["scheduled"], self.scheduled = self.scheduled, None
             Cell.schedule.started(lab["scheduled"], lab["invoke"])
         try:
-            return self.client.get(path, name=f"{Cell.strategy}/{op}", headers=headers, context={"lab": lab})
+            return self.client.request(method, path, name=f"{Cell.strategy}/{op}", headers=headers, data=body,
+                                       context={"lab": lab})
         finally:
             if "recorded" not in lab:  # cut off (the cell ended, its greenlet killed): sent and never answered
                 RECORDER.unanswered += 1
@@ -310,7 +338,65 @@ class PathUser(LabUser):
         self.send("get", Cell.path)
 
 
+class DeclaredBase(LabUser):
+    """A user's declared endpoint: sends its declared request (locust collects every @task a class inherits,
+    so the tasks are on the leaf classes only)."""
+
+    abstract = True
+    op = "incr"
+
+    def send_declared(self, headers: dict | None = None):
+        token = f"{self.client_id}-{secrets.token_hex(6)}" if Cell.request.get("send") else None
+        method, path, declared_headers, body = declared.build(Cell.request, self.client_id, token or "")
+        return self.send(self.op, path, sent=token, headers={**declared_headers, **(headers or {})} or None,
+                         method=method, body=body)
+
+
+class DeclaredUser(DeclaredBase):
+    """A declared counter or unique endpoint: its request, as fast as answers come."""
+
+    @task
+    def request(self):
+        self.take_or_stop()
+        self.send_declared()
+
+
+class DeclaredIsolationUser(DeclaredUser):
+    """A declared isolation endpoint: each request carries its own token where the declaration puts it."""
+
+    op = "echo"
+
+
+class DeclaredSessionUser(DeclaredBase):
+    """A declared session endpoint: one user, its cookies kept as a browser keeps them, a login step first
+    (when declared; not judged), then its requests one after another."""
+
+    def on_start(self):
+        super().on_start()
+        self.client.client.cookiejar = None
+        self.cookie: str | None = None
+        self.done = 0
+        login = Cell.request.get("login")
+        if login:
+            method, path, headers, body = declared.build(login, self.client_id)
+            self.keep_cookie(self.send("login", path, headers=headers or None, phase="setup", method=method,
+                                       body=body))
+
+    def keep_cookie(self, response) -> None:
+        self.cookie = browser_keeps(set_cookie_of(response)) or self.cookie
+
+    @task
+    def request(self):
+        if self.done >= Cell.per_user:
+            raise StopUser()
+        self.take_or_stop()
+        self.done += 1
+        self.keep_cookie(self.send_declared({"Cookie": self.cookie} if self.cookie else None))
+
+
 USER_CLASSES = {check: globals()[name] for check, name in USER_CLASS_NAMES.items()}
+DECLARED_USER_CLASSES = {"counter": DeclaredUser, "unique": DeclaredUser, "isolation": DeclaredIsolationUser,
+                         "session": DeclaredSessionUser}
 
 try:  # the live "Verdict" tab of locust's web UI (loadtests/webui.py); `locust -f` loads this file outside the package
     from . import webui  # noqa: E402,F401

@@ -31,6 +31,7 @@ USER_CLASS_NAMES = {
     "session": "SessionUser",
     "isolation": "IsolationUser",
     "path": "PathUser",  # bench only: plain GETs, nothing to judge
+    "unique": "DeclaredUser",  # a user's declared endpoint only: every answer's value distinct
 }
 # Checks whose state is read at rest after the load (a counter's final value).
 READ_AT_REST = ("counter", "same-user")
@@ -55,6 +56,10 @@ class CellPlan:
     path: str | None = None  # check "path": the URL path to GET
     rate: float | None = None  # fixed-rate load (loadtests/arrivals.py): scheduled starts a second; None: closed
     arrivals: str = "constant"  # with rate: constant or poisson
+    # A user's declared endpoint (loadtests/declared.py): the request sent, and a counter's read at rest
+    # ({"path", "value"}; None: no read at rest). None: the lab's own /s/<strategy>/ endpoints.
+    request: dict | None = None
+    read: dict | None = None
 
     def __post_init__(self):
         if self.check not in USER_CLASS_NAMES:
@@ -74,6 +79,7 @@ class Plan:
     cpu_affinity: list[int] | None = None  # pin the driver to these CPUs (bench)
     nice: int = 0  # run the driver at this nice value (bench --nice; negative needs root)
     local_pids: bool = True  # the app's pids are this host's (native): an unread process can be seen to have exited
+    served_by_header: str | None = None  # a declared app: the answer header that names who served it, if any
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)

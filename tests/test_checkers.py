@@ -21,6 +21,7 @@ from loadtests.checkers import (
     check_counter,
     check_isolation,
     check_sessions,
+    check_unique,
     realtime_violations,
 )
 
@@ -929,6 +930,7 @@ def test_check_dispatches_by_kind():
         "same-user": check_counter,
         "session": check_sessions,
         "isolation": check_isolation,
+        "unique": check_unique,
     }
     counter_history = sequential([1, 2, 2]) + [final(2)]
     assert check("counter", counter_history) == check_counter(counter_history)

@@ -35,6 +35,7 @@ from .stability import stability
 from .stack import NativeStack, missing_binaries
 from .strategies import RACE_WINDOWS, STRATEGIES
 from .ui_cli import ui
+from .userapp.command import run_app
 
 SIDECARS = ("redis", "memcached", "manager")
 
@@ -135,10 +136,33 @@ def serve(scenario, direct, race_window):
               help="Do not start this sidecar (repeatable): its cells then show what an app sees when it is down.")
 @click.option("--quiet", "mode", flag_value="quiet", help="Print only mismatches and the final grid.")
 @click.option("--json", "mode", flag_value="json", help="Print one JSON object per cell; nothing else on stdout.")
+@click.option("--app", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Your app's worker-lab.toml (or its folder): its endpoints are the rows (README: Your own app).")
+@click.option("--target", default=None, help="With --app: judge the endpoints of a deployment the lab did not "
+                                             "start, at this base URL (loopback only, unless...).")
+@click.option("--i-own-this-target", is_flag=True, help="Allow a --target that is not on loopback (it gets load).")
 def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals, direct, output, engine, without,
-        mode):
+        mode, app, target, i_own_this_target):
     """Run the (scenario x strategy) matrix and judge every cell. Exit 1 if any cell differs from its expectation."""
     mode = mode or "rich"
+    if (target or i_own_this_target) and app is None:
+        raise click.UsageError("--target needs --app (the declaration says what to send)")
+    if app is not None:
+        if engine == "compose":
+            raise click.UsageError("--app runs natively only in this version: --engine compose is not supported "
+                                   "for your own app (drop --engine compose)")
+        if strategy or without:
+            raise click.UsageError("--strategy and --without are for the lab's own app; --app's rows are its "
+                                   "declared endpoints")
+        scenarios, _ = _select(_split(scenario), [])
+        missing = missing_binaries()
+        if missing and not target:
+            raise click.ClickException(f"missing {', '.join(missing)}: run 'make setup'")
+        settings = RunSettings(requests=requests or (QUICK_REQUESTS if quick else 2000),
+                               users=users or (QUICK_USERS if quick else 50), direct=direct, quick=quick,
+                               rate=rate, arrivals=arrivals)
+        run_app(app, scenarios, settings, output, mode, target, i_own_this_target, console)
+        return
     scenarios, strategies = _select(_split(scenario), _split(strategy))
     if engine == "compose":
         if without:

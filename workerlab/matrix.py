@@ -198,9 +198,15 @@ class Matrix:
                                 figures["rps"], figures["generator_bound"]))
         self.add_cell(step, strategy, result, rel, None, figures, stats)
 
+    def expectation(self, strategy, scenario: Scenario):
+        return expectation_for(strategy.name, scenario, self.settings.race_window)
+
+    def finish_record(self, record: dict, scenario: Scenario, strategy) -> None:
+        """A kind's last word on a cell's record before it is kept and shown (the matrix adds nothing)."""
+
     def add_cell(self, step: Step, strategy, result, history_path, error, throughput_=None, stats=None) -> None:
         scenario = step.scenario
-        expectation = expectation_for(strategy.name, scenario, self.settings.race_window)
+        expectation = self.expectation(strategy, scenario)
         record = cell_record(scenario.name, strategy, expectation, result, history_path=history_path,
                              throughput_=throughput_, error=error)
         if stats:
@@ -211,6 +217,7 @@ class Matrix:
             if stats.get("unanswered"):
                 record["notes"].append(f"{stats['unanswered']} requests were still in flight when the cell ended "
                                        "(recorded as errors)")
+        self.finish_record(record, scenario, strategy)
         self.keep(step, record)
 
     def keep(self, step: Step, record: dict) -> None:

@@ -76,6 +76,16 @@ def http_json(url: str, timeout: float = 2.0) -> dict | None:
         return None
 
 
+def server_argv(scenario: Scenario, gunicorn: list[str], dev_server: list[str]) -> list[str]:
+    """The scenario's server command: `gunicorn`, or `dev_server` with the scenario's threads or forks."""
+    if scenario.server == "gunicorn":
+        return gunicorn
+    if scenario.server == "flask-dev":
+        flags = ["--threaded"] if scenario.dev_threaded else []
+        return dev_server + flags + (["--processes", str(scenario.dev_processes)] if scenario.dev_processes > 1 else [])
+    raise StackError(f"scenario {scenario.name}: unknown SERVER={scenario.server!r} (gunicorn or flask-dev)")
+
+
 class NativeStack(ManagedStack):
     """Bring a scenario's stack up on loopback; ``with`` stops everything it started."""
 
@@ -215,21 +225,18 @@ class NativeStack(ManagedStack):
         env.update(self.app_extra_env)
         return env
 
+    app_cwd = APP_DIR
+
+    def app_argv(self, port: int) -> list[str]:
+        """The command of one app instance: gunicorn (its settings from the environment) or the dev server."""
+        return server_argv(self.scenario, [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+                                           "labapp.wsgi:app"],
+                           [sys.executable, "-m", "labapp.devserver", "--port", str(port)])
+
     def _start_app(self, index: int) -> None:
         port = free_port()
         self.app_ports.append(port)
-        s = self.scenario
-        if s.server == "gunicorn":
-            argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "labapp.wsgi:app"]
-        elif s.server == "flask-dev":
-            argv = [sys.executable, "-m", "labapp.devserver", "--port", str(port)]
-            if s.dev_threaded:
-                argv.append("--threaded")
-            if s.dev_processes > 1:
-                argv += ["--processes", str(s.dev_processes)]
-        else:
-            raise StackError(f"scenario {s.name}: unknown SERVER={s.server!r} (gunicorn or flask-dev)")
-        self._child(f"app-i{index + 1}", argv, env=self.app_env(index, port), cwd=APP_DIR)
+        self._child(f"app-i{index + 1}", self.app_argv(port), env=self.app_env(index, port), cwd=self.app_cwd)
 
     def _start_nginx(self) -> None:
         port = self.ports["nginx"] = free_port()
@@ -255,10 +262,10 @@ class NativeStack(ManagedStack):
         if "manager" in self.ports:
             checks.append(("manager", lambda: self._port_open("manager")))
         for index, port in enumerate(self.app_ports):
-            url = f"http://127.0.0.1:{port}/health"
-            checks.append((f"app-i{index + 1}", lambda url=url: http_json(url) is not None))
+            url = f"http://127.0.0.1:{port}"
+            checks.append((f"app-i{index + 1}", lambda url=url: self.app_answers(url)))
         if "nginx" in self.ports:
-            checks.append(("nginx", lambda: http_json(f"{self.url}/health") is not None))
+            checks.append(("nginx", lambda: self.app_answers(self.url)))
         by_name = {c.name: c for c in self.children.children}
         deadline = time.monotonic() + HEALTH_TIMEOUT_S
         for name, healthy in checks:
@@ -270,6 +277,10 @@ class NativeStack(ManagedStack):
                     raise (child.failure(f"not healthy after {HEALTH_TIMEOUT_S:.0f}s") if child
                            else StackError(f"{name} not healthy"))
                 time.sleep(0.05)
+
+    def app_answers(self, url: str) -> bool:
+        """Is the app at `url` (an instance, or nginx in front) up? The lab's app answers /health in JSON."""
+        return http_json(f"{url}/health") is not None
 
     def _port_open(self, name: str) -> bool:
         try:
