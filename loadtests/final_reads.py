@@ -66,6 +66,7 @@ class ValuesSettled:
     read_first = True
     per_instance = CONCURRENCY
     wanted: set[str] = set()
+    max_reads = MAX_READS
 
     def __init__(self, quiet: int = 2):
         self.quiet = quiet
