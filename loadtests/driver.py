@@ -31,7 +31,7 @@ from locust.event import EventHook  # noqa: E402
 from . import locustfile  # noqa: E402
 from .arrivals import Schedule  # noqa: E402
 from .final_reads import EveryProcessSeen, Settled, ValuesSettled, final_reads  # noqa: E402
-from .history import process_of, write_history  # noqa: E402
+from .history import exited_entries, process_of, write_history  # noqa: E402
 from .locustfile import (  # noqa: E402
     DECLARED_USER_CLASSES,
     RECORDER,
@@ -128,16 +128,8 @@ def _alive(process: str) -> bool:
 
 
 def record_exited(entries: list[dict]) -> None:
-    """One ``exited`` entry per process that served load, answered no read at rest and no longer exists
-    (a fork per request, a recycled worker): the checkers need not wait for it, and its own state is gone."""
-    read = {process_of(e) for e in entries if e.get("phase") == "final" and e.get("status") == 200}
-    served = {process_of(e): e for e in entries if e.get("phase") == "load" and isinstance(e.get("pid"), int)}
-    now = RECORDER.now()
-    for process, e in served.items():
-        if process not in read and not _alive(process):
-            entries.append({"client": "driver", "req": next(RECORDER.req_ids), "op": "exited", "phase": "exited",
-                            "invoke": now, "complete": now, "status": 0, "pid": e["pid"],
-                            "instance": e.get("instance")})
+    """The ``exited`` entries of this host's processes (history.exited_entries)."""
+    entries.extend(exited_entries(entries, _alive, RECORDER.now(), RECORDER.req_ids))
 
 
 def read_rule(cell: CellPlan, plan: Plan, load_end: float):

@@ -48,3 +48,14 @@ def write_history(path: Path, entries: list[dict]) -> None:
 def read_history(path: Path) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def exited_entries(entries: list[dict], alive, now: float, req_ids) -> list[dict]:
+    """One ``exited`` entry per process that served load, answered no read at rest and is not ``alive``
+    (a fork per request, a recycled worker): the checkers need not wait for it, and its own state is gone.
+    ``alive(process)`` answers for a process as ``process_of`` names it; ``req_ids`` gives the entries' ids."""
+    read = {process_of(e) for e in entries if e.get("phase") == "final" and e.get("status") == 200}
+    served = {process_of(e): e for e in entries if e.get("phase") == "load" and isinstance(e.get("pid"), int)}
+    gone = [e for process, e in served.items() if process not in read and not alive(process)]
+    return [{"client": "driver", "req": next(req_ids), "op": "exited", "phase": "exited", "invoke": now,
+             "complete": now, "status": 0, "pid": e["pid"], "instance": e.get("instance")} for e in gone]

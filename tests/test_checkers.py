@@ -972,3 +972,25 @@ def test_brief_keeps_known_fields_that_are_set():
         "instance",
         "error",
     }
+
+
+def test_exited_entries_name_the_processes_that_served_load_and_are_gone():
+    import itertools
+
+    from loadtests.history import exited_entries
+
+    history = [
+        {"client": "u0", "req": 0, "op": "incr", "phase": "load", "invoke": 0.0, "complete": 0.1, "status": 200,
+         "value": 1, "pid": 10, "instance": "c1"},
+        {"client": "u1", "req": 1, "op": "incr", "phase": "load", "invoke": 0.0, "complete": 0.1, "status": 200,
+         "value": 1, "pid": 11, "instance": "c1"},
+        {"client": "u2", "req": 2, "op": "incr", "phase": "load", "invoke": 0.0, "complete": 0.1, "status": 200,
+         "value": 1, "pid": 12, "instance": "c1"},
+        {"client": "final0", "req": 3, "op": "read", "phase": "final", "invoke": 1.0, "complete": 1.1, "status": 200,
+         "value": 1, "pid": 12, "instance": "c1"},
+    ]
+    live = {"c1/11", "c1/12"}
+    exited = exited_entries(history, live.__contains__, 2.0, itertools.count(4))
+    # 10 is gone; 11 is alive but unread (the checker must call that inconclusive); 12 was read.
+    assert [(e["pid"], e["phase"], e["req"]) for e in exited] == [(10, "exited", 4)]
+    assert exited_entries(history, lambda p: True, 2.0, itertools.count(4)) == []

@@ -100,6 +100,20 @@ class ComposeStack(ManagedStack):
         """argv run inside the stack's first container of `service` (compose exec), its output captured."""
         return self._script("compose", "exec", "-T", service, *argv, timeout=60)
 
+    def live_processes(self) -> set[str] | None:
+        """Every process alive in the app containers, as the history names them (``instance/pid``: the
+        container's hostname and its pid there); None when a container does not say."""
+        live: set[str] = set()
+        probe = "import os; print(os.uname().nodename, *(p for p in os.listdir('/proc') if p.isdigit()))"
+        for index in range(1, self.scenario.instances + 1):
+            out = self._script("compose", "exec", "-T", "--index", str(index), "app", "python", "-c", probe,
+                               timeout=60)
+            words = out.stdout.split()
+            if out.returncode != 0 or not words:
+                return None
+            live |= {f"{words[0]}/{pid}" for pid in words[1:]}
+        return live
+
     @property
     def url(self) -> str:
         port = self.app_ports[0] if self.direct else self.http_port

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from loadtests.checkers import check
-from loadtests.history import read_history
-from loadtests.protocol import CellPlan, Plan
+from loadtests.history import exited_entries, read_history, write_history
+from loadtests.protocol import READ_AT_REST, CellPlan, Plan
 
 from . import interrupt
 from .compose_stack import ComposeStack
@@ -151,7 +152,7 @@ class Matrix:
             if self.server_cpu is not None:
                 self.server_cpu.stop()
         elif event["event"] == "cell-done":
-            self.judge(step, strategy, event["stats"])
+            self.judge(step, strategy, event["stats"], stack)
         elif event["event"] == "cell-error":
             self.add_cell(step, strategy, None, None, f"driver: {event['error']}")
 
@@ -184,10 +185,12 @@ class Matrix:
                   "store": [pids[need] for need in strategy.needs if need in pids]}
         return ServerCpu({k: v for k, v in groups.items() if v}).start()
 
-    def judge(self, step: Step, strategy, stats: dict) -> None:
+    def judge(self, step: Step, strategy, stats: dict, stack=None) -> None:
         phase("judge", f"{step.label}/{strategy.name}")
         history_file = step.folder / "history" / f"{strategy.name}.jsonl"
         history = read_history(history_file)
+        if hasattr(stack, "live_processes") and strategy.check in READ_AT_REST:
+            history = self.note_exited(stack, history, history_file)
         result = check(strategy.check, history)
         rel = str(history_file.relative_to(self.run_dir))
         figures = throughput(history, stats)
@@ -197,6 +200,21 @@ class Matrix:
                                 server_cpus([pid for pids in window.groups.values() for pid in pids]),
                                 figures["rps"], figures["generator_bound"]))
         self.add_cell(step, strategy, result, rel, None, figures, stats)
+
+    def note_exited(self, stack, history: list[dict], history_file: Path) -> list[dict]:
+        """In containers the driver cannot see which processes exited (a fork per request, a recycled
+        worker): ask the containers which are alive, and add the others' exited entries to the history
+        file - as the driver does natively - so the checkers need not take them for unread."""
+        live = stack.live_processes()
+        if live is None:
+            return history
+        last = max((e.get("req", 0) for e in history), default=0)
+        exited = exited_entries(history, live.__contains__, max((e["complete"] for e in history), default=0.0),
+                                itertools.count(last + 1))
+        if exited:
+            history = history + exited
+            write_history(history_file, history)
+        return history
 
     def expectation(self, strategy, scenario: Scenario):
         return expectation_for(strategy.name, scenario, self.settings.race_window)
