@@ -24,7 +24,7 @@ from .scenarios import Scenario
 from .stack import NativeStack
 
 CELL_TIME_LIMIT_S = 30.0
-SESSION_MIN_PER_USER = 12  # a session user needs a real sequence (the growing cookie passes 4 KB after 8)
+SESSION_MIN_PER_USER = 12  # a session user needs a real sequence (the growing cookie passes 4 KB at the 3rd)
 QUICK_REQUESTS = 300  # --quick: requests and users per cell
 QUICK_USERS = 20
 QUICK_CELL_TIME_LIMIT_S = 6.0  # a cell that cannot reach its budget (a deadlock-prone lock) shows its verdict by then
