@@ -191,6 +191,15 @@ def _abbreviation(name: str, letters: int) -> str:
     return "".join(w if any(ch.isdigit() for ch in w) else w[:letters] for w in words) or name
 
 
+def served_by_label(items: list[dict]) -> str:
+    """The most processes, OS threads and greenlets any of a scenario's cells saw answer: "1 proc 1 thr 50 grl"."""
+    most = {k: max((t.get("served_by") or {}).get(k, 0) for t in items) for k in ("processes", "threads", "greenlets")}
+    if not most["processes"]:
+        return ""
+    label = f"{most['processes']} proc {most['threads']} thr"
+    return label + (f" {most['greenlets']} grl" if most["greenlets"] else "")
+
+
 def throughput_table(data: dict) -> Table:
     by_scenario: dict[str, list] = {}
     for c in data["cells"]:
@@ -198,7 +207,7 @@ def throughput_table(data: dict) -> Table:
         if t.get("rps"):
             by_scenario.setdefault(c["scenario"], []).append(t)
     table = Table(title="throughput per scenario (median over its cells)")
-    for col in ("scenario", "rps", "p50 ms", "p95 ms", "p99 ms", "concurrency", "generator CPU"):
+    for col in ("scenario", "rps", "p50 ms", "p95 ms", "p99 ms", "concurrency", "served by", "generator CPU"):
         table.add_column(col, justify="right" if col != "scenario" else "left")
     for scenario, items in by_scenario.items():
         def med(key, items=items):
@@ -207,6 +216,6 @@ def throughput_table(data: dict) -> Table:
         bound = sum(1 for v in items if v.get("generator_bound"))
         share = med("generator_cpu_share")
         table.add_row(scenario, f"{med('rps'):.0f}", str(med("p50_ms")), str(med("p95_ms")), str(med("p99_ms")),
-                      str(med("achieved_concurrency")),
+                      str(med("achieved_concurrency")), served_by_label(items),
                       f"{100 * share:.0f}%" + (f" ({bound} cells bound)" if bound else "") if share else "")
     return table

@@ -32,7 +32,11 @@ Schema ``worker-lab/results/v1``::
                                              # null: not judged (an "any" expectation) - never counted as matched
         "counts": {...}, "examples": [...], "notes": [...],   # from the checker
         "throughput": {"rps", "p50_ms", "p95_ms", "p99_ms", "achieved_concurrency",
-                       "generator_cpu_share", "generator_bound", "load_seconds"},
+                       "generator_cpu_share", "generator_bound", "load_seconds",
+                       "served_by": {"processes", "threads", "greenlets"}},   # distinct server processes,
+                                             # OS threads (pid, tid) and greenlets (pid, greenlet id) that
+                                             # answered under load: the concurrency the server really served
+                                             # (greenlet ids are reused once one ends: a lower bound)
         "history": "history/<scenario>/<strategy>.jsonl",   # relative to the run folder
         "error": null | "text"                # the cell could not run at all, e.g. a same-user set-up that got
                                               # no session cookie ("driver: NoSessionCookie: ..."): no verdict
@@ -57,6 +61,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests.checkers import CheckResult
+from loadtests.history import process_of
 from loadtests.verdicts import ANY, ERROR, MATRIX_WORDS, format_verdict
 
 from . import interrupt, procs
@@ -206,6 +211,16 @@ def throughput(history: list[dict], driver_stats: dict) -> dict:
         "generator_wait_share": driver_stats.get("generator_wait_share"),
         "generator_bound": bool(demand is not None and demand >= GENERATOR_BOUND_SHARE),
         "load_seconds": round(wall, 3),
+        "served_by": served_by(ok),
+    }
+
+
+def served_by(answered: list[dict]) -> dict:
+    """Who served the answered requests: processes, OS threads, greenlets (see the schema above)."""
+    return {
+        "processes": len({process_of(e) for e in answered}),
+        "threads": len({(process_of(e), e.get("tid")) for e in answered}),
+        "greenlets": len({(process_of(e), e["greenlet"]) for e in answered if e.get("greenlet") is not None}),
     }
 
 
