@@ -8,13 +8,19 @@ the anomaly. Every rule below is a verdict word, never only a note:
 - every request: a failed one (or a 200 without its value: malformed) is ``error``, its
   text counted (``error_texts``: an expected error names its cause); one still in
   flight when the cell ended is ``no-answer`` (counted as ``unanswered``).
-- check_counter: duplicates; lost updates (acknowledged increments vs the value
-  the quiescent final reads see: lower bound = acknowledged, upper bound =
-  attempted, above it ``over-counts``); real-time order (if A completed before B
-  began, value(A) < value(B), else ``lost-updates``); ``diverges`` only where each
-  process's own acknowledged values run 1..n (a counter per process; real time is then
-  judged per process). ``inconclusive`` when acknowledged increments exist but no final
-  read answered, some failed, or they reached fewer processes than served load.
+- check_counter: lost updates (acknowledged increments vs the value the quiescent
+  final reads see: lower bound = acknowledged, upper bound = attempted, above it
+  ``over-counts``; or more answers at or below some value v than v, which no counter
+  that keeps every increment can give); real-time order (if A completed before B
+  began, value(A) < value(B), else ``lost-updates``); ``duplicates``: a value handed
+  out twice while none of that proves an increment lost (the seed's
+  ``self.param += 1; return self.param`` with a switch between the two: both read
+  the later value, the earlier one is skipped) - with lost updates, a repeated value
+  is the lost update's doing and the cell says ``lost-updates`` alone; ``diverges``
+  only where each process's own acknowledged values run 1..n, gaps only where values
+  repeat (a counter per process; real time, duplicates and losses are then judged per
+  process). ``inconclusive`` when acknowledged increments exist but no final read
+  answered, some failed, or they reached fewer processes than served load.
   Where no answer names who served it (a user's app: no pid, no instance), reads at rest that disagree
   are ``diverges`` (more than one copy of the counter answers), and the per-process rules are not judged
   (the notes say so).
@@ -34,7 +40,17 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from .history import ok, process_of
-from .verdicts import CORRECT, DIVERGES, ERROR, INCONCLUSIVE, LEAKS, LOST_UPDATES, OVER_COUNTS, UNANSWERED
+from .verdicts import (
+    CORRECT,
+    DIVERGES,
+    DUPLICATES,
+    ERROR,
+    INCONCLUSIVE,
+    LEAKS,
+    LOST_UPDATES,
+    OVER_COUNTS,
+    UNANSWERED,
+)
 
 MAX_EXAMPLES = 3
 MALFORMED = "malformed: a 200 answer without an integer value"
@@ -107,18 +123,33 @@ def _account(words: set[str], counts: dict, examples: list[dict], texts: Counter
         examples.append(_brief(unanswered[0]))
 
 
-def _per_process_counters(values_by_process: dict[str, set[int]], slack: int) -> bool:
+def _per_process_counters(values_by_process: dict[str, list[int]], slack: int) -> bool:
     """Each process's own acknowledged values run 1..n: a counter of its own. Duplicates inside a process
-    are allowed (a racy in-process counter never skips a value), gaps only as many as requests that failed
-    or went unanswered (they may have counted)."""
+    are allowed; gaps only as many as requests that failed or went unanswered (they may have counted), plus
+    one per value repeated in a process whose answers prove no increment lost (a counter read again after
+    another increment skips a value - 1 too, when its first two requests both read after incrementing). A
+    shared counter that loses updates repeats values in every process, and those repeats excuse nothing."""
     if len(values_by_process) < 2:
         return False
-    gaps = 0
+    gaps = excused = 0
     for values in values_by_process.values():
-        if 1 not in values:
+        distinct = set(values)
+        repeats = len(values) - len(distinct) if not lost_shown_by_values(values) else 0
+        if 1 not in distinct and not repeats:
             return False
-        gaps += max(values) - len(values)
-    return gaps <= slack
+        gaps += max(distinct) - len(distinct)
+        excused += repeats
+    return gaps <= slack + excused
+
+
+def lost_shown_by_values(values: list[int]) -> int:
+    """Increments the answers alone prove lost: the most, over v, by which the answers at or below v
+    outnumber v. A counter that keeps every increment cannot answer v or less to more than v requests: the
+    last of them to read did so after all of them had incremented (a failed request that counted only adds)."""
+    shown = 0
+    for rank, value in enumerate(sorted(values), 1):
+        shown = max(shown, rank - value)
+    return shown
 
 
 def _realtime_per_process(acks: list[dict]) -> tuple[int, list[dict]]:
@@ -154,9 +185,9 @@ def check_counter(history: list[dict]) -> CheckResult:
     per_process_value = Counter((process_of(e), e["value"]) for e in acks)
     duplicates_in_process = sum(c - 1 for c in per_process_value.values() if c > 1)
     acks_by_process = Counter(process_of(e) for e in acks)
-    values_by_process: dict[str, set[int]] = defaultdict(set)
+    values_by_process: dict[str, list[int]] = defaultdict(list)
     for e in acks:
-        values_by_process[process_of(e)].add(e["value"])
+        values_by_process[process_of(e)].append(e["value"])
 
     final_by_process: dict[str, int] = {}
     for e in sorted(finals, key=lambda e: e["complete"]):
@@ -171,6 +202,10 @@ def check_counter(history: list[dict]) -> CheckResult:
         notes.append(SERVED_BY_UNKNOWN)
     if not served_by_known:
         final_values = {e["value"] for e in finals}  # every read at rest, not one per (unknown) process
+    if per_process:
+        shown_lost = sum(lost_shown_by_values(v) for v in values_by_process.values())
+    else:
+        shown_lost = lost_shown_by_values([e["value"] for e in acks])
 
     if acks and not finals:
         undecided.append(f"no final read answered ({len(finals_failed)} sent, all failed)" if finals_failed
@@ -214,10 +249,13 @@ def check_counter(history: list[dict]) -> CheckResult:
         words.add(OVER_COUNTS)
         notes.append(f"final value(s) {sorted(final_values)[:6]} exceed the {len(load)} attempted increments")
     violations, rt_examples = _realtime_per_process(acks) if per_process else realtime_violations(acks)
-    # One shared counter never hands out a value twice, nor one that is not above an increment completed
-    # before it began; per-process counters may, across processes.
-    if lost or duplicates_in_process or violations or (duplicates and not per_process):
+    # One shared counter never hands out a value that is not above an increment completed before it began,
+    # nor v or less to more than v requests; per-process counters may, across processes.
+    if lost or shown_lost or violations:
         words.add(LOST_UPDATES)
+    # A value handed out twice (within one process, for counters per process) with no increment lost.
+    elif duplicates_in_process or (duplicates and not per_process):
+        words.add(DUPLICATES)
     texts = _error_texts(errors)
     if malformed:
         texts[MALFORMED] += len(malformed)
@@ -241,6 +279,7 @@ def check_counter(history: list[dict]) -> CheckResult:
         "lost": lost,
         "duplicates": duplicates,
         "duplicates_within_process": duplicates_in_process,
+        "lost_shown_by_values": shown_lost,
         "realtime_violations": violations,
         "processes_under_load": len(acks_by_process),
         "processes_read_at_end": len(final_by_process),

@@ -11,7 +11,8 @@ Fields (JSON lines, one object per request, in ``history/<cell>.jsonl``):
 - ``status``: HTTP status, 0 when the request failed without one
 - ``value``: what came back (counter value or echoed token); ``sent``: the token sent (isolation)
 - ``owner``: the session's owner as the server saw it (session checks)
-- ``pid``, ``tid``, ``greenlet``, ``instance``, ``worker_class``: who served it
+- ``pid``, ``tid``, ``greenlet``, ``instance``, ``worker_class``: who served it (``tid``: the OS thread's
+  native id - under patched gevent, threading.get_ident() would name the greenlet)
 - ``error``: the error text for a failed request
 - ``unanswered``: true for a request still in flight when its cell ended (sent, never answered; status 0)
 """

@@ -1,7 +1,7 @@
 """The verdict words, declared once: what each means, its colour and its one-character glyph.
 
 A verdict is a set of words. The matrix's checkers (checkers.py) judge with
-``correct | lost-updates | diverges | over-counts | leaks | error | no-answer | inconclusive``;
+``correct | lost-updates | duplicates | diverges | over-counts | leaks | error | no-answer | inconclusive``;
 the fault checkers (fault_checkers.py) with ``survives | resets | loses-acked-writes | over-counts |
 diverges | leaks | unavailable | inconclusive``; an expectation that is not judged is ``{any}``.
 ``inconclusive`` is the judge saying the history cannot decide (final reads missing, failed, or
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 CORRECT = "correct"
 LOST_UPDATES = "lost-updates"
+DUPLICATES = "duplicates"
 DIVERGES = "diverges"
 LEAKS = "leaks"
 ERROR = "error"
@@ -54,8 +55,11 @@ class Verdict:
 
 VERDICTS: dict[str, Verdict] = {v.word: v for v in (
     Verdict(CORRECT, "every acknowledged update counted, every response its own", "#2e7d32", "✓"),
-    Verdict(LOST_UPDATES, "acknowledged increments missing, a value handed out twice, or a user's count broken",
+    Verdict(LOST_UPDATES, "acknowledged increments missing, a counter that went back, or a user's count broken",
             "#c62828", "L"),
+    # Said only when no increment is lost: with lost increments a repeated value is the lost update's doing.
+    Verdict(DUPLICATES, "a value handed to two clients while no increment is lost (another one is skipped)",
+            "#d81b60", "2"),
     Verdict(DIVERGES, "each process or instance holds its own copy: at rest they disagree", "#8e24aa", "D"),
     Verdict(LEAKS, "a response carried another request's or another user's data", "#ef6c00", "X"),
     Verdict(ERROR, "requests failed: the strategy does not work in this runtime model", "#546e7a", "E"),
@@ -75,7 +79,7 @@ COLOURS = {word: v.colour for word, v in VERDICTS.items()}
 TINTS = {word: v.tint for word, v in VERDICTS.items()}
 
 # The words each checker judges with, in the order a label lists them.
-MATRIX_WORDS = (CORRECT, LOST_UPDATES, DIVERGES, OVER_COUNTS, LEAKS, ERROR, UNANSWERED, INCONCLUSIVE)
+MATRIX_WORDS = (CORRECT, LOST_UPDATES, DUPLICATES, DIVERGES, OVER_COUNTS, LEAKS, ERROR, UNANSWERED, INCONCLUSIVE)
 FAULT_WORDS = (SURVIVES, RESETS, LOSES_ACKED_WRITES, OVER_COUNTS, DIVERGES, LEAKS, UNAVAILABLE, INCONCLUSIVE)
 
 

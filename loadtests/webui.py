@@ -54,6 +54,7 @@ MEANINGS = {
     "lost": "acknowledged increments missing from the counter",
     "duplicates": "counter values handed out more than once",
     "duplicates_within_process": "duplicates handed out by one and the same process",
+    "lost_shown_by_values": "increments the answers alone prove lost: more answers at or below some v than v",
     "realtime_violations": "answers older than an answer that completed before they were asked",
     "processes_under_load": "server processes that answered",
     "processes_read_at_end": "processes whose counter was read at rest after Stop",

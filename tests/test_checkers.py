@@ -22,6 +22,7 @@ from loadtests.checkers import (
     check_isolation,
     check_sessions,
     check_unique,
+    lost_shown_by_values,
     realtime_violations,
 )
 
@@ -164,6 +165,7 @@ def test_counter_single_process_correct():
         "lost": 0,
         "duplicates": 0,
         "duplicates_within_process": 0,
+        "lost_shown_by_values": 0,
         "realtime_violations": 0,
         "processes_under_load": 1,
         "processes_read_at_end": 1,
@@ -266,8 +268,9 @@ def test_counter_duplicate_within_process_is_lost_update():
 
 
 def test_counter_duplicate_within_process_flags_lost_update_even_when_final_covers_acks():
-    # A timed-out increment (status 0) was applied after all: the final read equals the acks,
-    # so only the duplicate within one process shows the lost update.
+    # A timed-out increment (status 0) was applied after all: the final read equals the acks, so only the
+    # answers show the lost update - three at or below 2, which a counter that keeps every increment cannot
+    # give (the last of the three read after all three had incremented: 3 or more).
     history = [
         entry(req=0, invoke=0, complete=1, value=1),
         entry(req=1, invoke=2, complete=3, value=2),
@@ -278,6 +281,7 @@ def test_counter_duplicate_within_process_flags_lost_update_even_when_final_cove
     result = check_counter(history)
     assert result.verdict == frozenset({"lost-updates", "error"})
     assert result.counts["lost"] == 0
+    assert result.counts["lost_shown_by_values"] == 1
     assert result.counts["duplicates_within_process"] == 1
     assert result.counts["errors"] == 1
 
@@ -332,6 +336,76 @@ def test_counter_cross_process_duplicate_in_shared_store_is_lost_update():
     assert result.counts["duplicates"] == 1
     assert result.counts["lost"] == 0  # the lower/upper bounds (3 acked, 4 attempted) cannot see it
     assert result.verdict == frozenset({"lost-updates", "error"})
+
+
+# --------------------------------------------------------------------------- check_counter: duplicates
+
+
+def seed_race(proc=P1, *, start: int = 0) -> list[dict]:
+    """The seed's ``self.param += 1; return self.param`` with a switch in between: 1, then two overlapping
+    requests both increment (to 2, then 3) and both read 3 - value 2 is skipped, nothing is lost - then 4."""
+    return [
+        entry(req=start, invoke=0, complete=1, value=1, **proc),
+        entry(req=start + 1, invoke=2, complete=3.5, value=3, **proc),
+        entry(req=start + 2, invoke=2.5, complete=4, value=3, **proc),
+        entry(req=start + 3, invoke=5, complete=6, value=4, **proc),
+    ]
+
+
+def test_counter_value_handed_out_twice_with_nothing_lost_is_duplicates():
+    result = check_counter(seed_race() + [final(4)])
+    assert result.verdict == frozenset({"duplicates"})
+    assert result.counts["duplicates"] == result.counts["duplicates_within_process"] == 1
+    assert result.counts["lost"] == 0 and result.counts["lost_shown_by_values"] == 0
+    assert result.counts["realtime_violations"] == 0
+    assert [ex["value"] for ex in result.examples if "req" in ex] == [3, 3]
+
+
+def test_counter_duplicates_with_increments_lost_is_lost_updates_alone():
+    # The same answers, but the counter at rest is short of the acknowledged increments: lost-updates wins,
+    # a repeated value is then the lost update's doing, and duplicates is not said.
+    result = check_counter(seed_race() + [final(3)])
+    assert result.verdict == frozenset({"lost-updates"})
+    assert result.counts["lost"] == 1 and result.counts["duplicates"] == 1
+
+
+@pytest.mark.parametrize(("values", "shown"), [
+    ([], 0), ([1, 2, 3], 0), ([3, 3, 1], 0), ([2, 2], 0), ([1, 1], 1), ([1, 2, 2, 3], 1), ([5, 1, 1, 1], 2),
+])
+def test_lost_shown_by_values(values, shown):
+    assert lost_shown_by_values(values) == shown
+
+
+def test_counter_per_process_counters_with_duplicates_diverge_and_say_duplicates():
+    # Each process runs the seed's counter on its own: A skips 2 (two read 3), B skips 1 (its first two
+    # requests read after both incremented); each reads at rest what it acknowledged.
+    b = [entry(req=10, invoke=0, complete=1.5, value=2, **P2), entry(req=11, invoke=0.5, complete=2, value=2, **P2),
+         entry(req=12, invoke=3, complete=3.5, value=3, **P2)]
+    result = check_counter(seed_race(P1) + b + [final(4, P1), final(3, P2, req=10_001)])
+    assert result.verdict == frozenset({"duplicates", "diverges"})
+    assert result.counts["duplicates_within_process"] == 2
+    assert result.counts["lost"] == 0 and result.counts["lost_shown_by_values"] == 0
+
+
+def test_counter_shared_store_losing_updates_is_not_counters_per_process():
+    # A racy GET/SET on redis seen by two processes: both repeat values, but those repeats prove increments
+    # lost (three answers at or below 2 ...), so they excuse no gap: one shared counter, not one each.
+    history = [entry(req=k, invoke=k, complete=k + 1.5, value=v, **p) for k, (v, p) in enumerate(
+        [(1, P1), (1, P1), (1, P2), (3, P1), (3, P1), (3, P2), (2, P2), (3, P1)])]
+    result = check_counter(history + [final(3, P1), final(3, P2, req=10_001)])
+    assert "diverges" not in result.verdict
+    assert result.verdict == frozenset({"lost-updates"}) and result.counts["final"] == 3
+
+
+def test_counter_per_process_gaps_beyond_the_repeats_are_not_counters_per_process():
+    # A shared counter seen by two processes: each misses values no repeat explains - not one counter each.
+    history = sequential([1, 2, 3, 4], [P1, P2, P1, P2]) + [final(4, P1), final(4, P2, req=10_001)]
+    result = check_counter(history)
+    assert result.verdict == CORRECT
+    # A repeat in one process pays for one gap, not for the other process's: 2, 2, 4 and 1, 5 miss 1 + 3 values.
+    history = sequential([2, 2, 1, 4, 5], [P1, P1, P2, P1, P2]) + [final(5, P1), final(5, P2, req=10_001)]
+    result = check_counter(history)
+    assert "diverges" not in result.verdict and result.counts["final"] == 5
 
 
 def test_counter_without_final_read_is_inconclusive():

@@ -6,13 +6,15 @@ from types import SimpleNamespace
 
 from loadtests.checkers import CheckResult
 from loadtests.verdicts import MATRIX_WORDS
-from workerlab.expected import HOST_FILES, expect, expectation_for
+from workerlab.expected import HOST_FILES, LOCK_TIMEOUT, expect, expectation_for
 from workerlab.results import ResultsFile, cell_record, markdown, summary_line
 from workerlab.stack import NativeStack
 from workerlab.strategies import STRATEGIES
 
 EAGAIN_TEXT = "sidecar-unreachable: manager unreachable: [Errno 11] Resource temporarily unavailable"
 LOCK_TEXT = "lock-timeout: lock not acquired in 0.1s (a real lock held by a yielding greenlet deadlocks)"
+SHARED_TEXT = "internal: ConcurrentObjectUseError"
+INC_NONE_TEXT = "backend-error: memcached cache.inc returned None"
 
 
 def v(*words):
@@ -38,9 +40,10 @@ def test_other_race_windows_do_not_judge_window_dependent_cells(scenarios):
 def test_divergence_stays_judged_under_other_windows(scenarios):
     kept = [(strategy, name) for strategy in STRATEGIES for name, s in scenarios.items()
             if expectation_for(strategy, s, "none").judged and expect(strategy, s).rests_on_window]
-    # naive-global and SimpleCache get/set wherever several processes each hold threads or greenlets, and
+    # naive-global, the seed's SomeObj and SimpleCache get/set wherever several processes each hold threads or
+    # greenlets, and
     # FileSystemCache where several hosts (instances) each hold threads
-    in_process = [(st, sc) for st in ("naive-global", "cache-simple-get-set")
+    in_process = [(st, sc) for st in ("naive-global", "seed-someobj", "cache-simple-get-set")
                   for sc in ("gthread-2x8", "gevent-x4", "scale-out-3")]
     host_files = [(st, "scale-out-3") for st in ("cache-filesystem-get-set", "cache-filesystem-inc")]
     assert sorted(kept) == sorted(in_process + host_files)
@@ -114,6 +117,63 @@ def test_scenarios_declare_the_runtime_models(scenarios):
     assert scenarios["scale-out-3"].instances == 3
     assert scenarios["gevent-unpatched"].in_process_concurrency == "greenlets-unpatched"
     assert scenarios["dev-processes"].forks_per_request
+    preload, threads_8 = scenarios["gevent-preload"], scenarios["gevent-threads-8"]
+    assert preload.preload and preload.imported_before_patch and preload.in_process_concurrency == "greenlets"
+    assert not scenarios["gevent-x1"].imported_before_patch
+    # gunicorn's gevent worker ignores --threads: greenlets in one process, exactly as without it
+    assert threads_8.threads == 8 and threads_8.in_process_concurrency == "greenlets" and threads_8.processes == 1
+    for strategy in STRATEGIES:
+        assert expect(strategy, threads_8) == expect(strategy, scenarios["gevent-x1"]), strategy
+
+
+def test_the_seed_counter_hands_out_duplicates_and_loses_nothing(scenarios):
+    e = expect("seed-someobj", scenarios["gthread-2x8"])
+    assert e.label == "duplicates+diverges" and e.rests_on_window
+    assert expect("seed-someobj", scenarios["gevent-x1"]).label == "duplicates"
+    assert expect("seed-someobj", scenarios["sync-x1"]).label == "correct"
+    assert expect("seed-someobj", scenarios["dev-processes"]).label == "lost-updates"  # a fork per request
+    # Without a window nothing yields between the increment and the return: correct in one process.
+    for name in ("dev-threaded", "gevent-x1", "gevent-unpatched", "gevent-preload"):
+        e = expect("seed-someobj-no-window", scenarios[name])
+        assert e.label == "correct" and "gives up the interpreter" in e.reason, name
+        assert not e.rests_on_window
+    assert expect("seed-someobj-no-window", scenarios["sync-x4"]).label == "diverges"
+    e = expectation_for("seed-someobj", scenarios["gthread-2x8"], "none")
+    assert e.label == "diverges+duplicates?"
+    assert e.judge(v("diverges"), {}) and e.judge(v("diverges", "duplicates"), {})
+    assert not e.judge(v("diverges", "lost-updates"), {})
+
+
+def test_a_class_attribute_leaks_like_a_module_global(scenarios):
+    for scenario in scenarios.values():
+        attribute, module_global = expect("iso-class-attribute", scenario), expect("iso-module-global", scenario)
+        assert attribute.verdict == module_global.verdict, scenario.name
+    assert expect("iso-class-attribute", scenarios["gthread-2x8"]).label == "leaks"
+    assert expect("iso-class-attribute", scenarios["sync-x4"]).label == "correct"
+
+
+def test_patching_after_import_keeps_the_real_threading_objects(scenarios):
+    preload, patched = scenarios["gevent-preload"], scenarios["gevent-x1"]
+    assert expect("iso-thread-local", preload).label == "leaks"
+    assert expect("iso-thread-local", patched).label == "correct"
+    lock = expect("locked-global", preload)
+    assert lock.label == "error" and lock.cause == LOCK_TIMEOUT and "made at import" in lock.reason
+    assert lock.judge(v("error"), {LOCK_TEXT: 40}) and not lock.judge(v("error"), {"HTTP 502": 1})
+    assert expect("locked-global", patched).label == "correct"
+    for strategy in ("cache-memcached-get-set", "cache-memcached-inc"):
+        e = expect(strategy, preload)
+        assert "threading.local" in e.reason
+        assert e.judge(v("lost-updates", "error"), {SHARED_TEXT: 3, INC_NONE_TEXT: 5})
+        assert not e.judge(v("lost-updates", "error"), {"internal: RuntimeError": 3})
+        assert not e.judge(v("lost-updates", "error"), {SHARED_TEXT: 3, "HTTP 502": 1})
+    # inc turns a dead server into an error; get takes it for a missing key, so its error may not show.
+    assert expect("cache-memcached-inc", preload).label == "lost-updates+error"
+    get_set = expect("cache-memcached-get-set", preload)
+    assert get_set.label == "lost-updates+error?" and get_set.judge(v("lost-updates"), {})
+    assert not get_set.judge(v("correct"), {}) and not get_set.judge(v("error"), {SHARED_TEXT: 3})
+    # What no import-time threading object touches is as under gevent patched first.
+    for strategy in ("naive-global", "seed-someobj", "redis-incr", "sql-update", "iso-contextvar", "session-dict"):
+        assert expect(strategy, preload) == expect(strategy, patched), strategy
 
 
 def test_host_local_stores_are_one_per_instance_under_scale_out(scenarios):

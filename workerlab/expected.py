@@ -8,7 +8,7 @@ may not show (``maybe``); a cell left with nothing else to judge is "not judged"
 (``any``, never counted as matched) rather than guessed. ``diverges`` never rests on the
 window (it comes from processes), so a cell that expects it stays judged.
 
-Verdicts are sets of: lost-updates, diverges, leaks, error - or {correct}. An expected
+Verdicts are sets of: lost-updates, duplicates, diverges, leaks, error - or {correct}. An expected
 ``error`` names its cause: a pattern every failed request's error text must match (the
 app's JSON ``error: message``, as the driver records it), so a different failure - a
 crashed stack, a 502 - is a mismatch.
@@ -20,7 +20,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from loadtests.verdicts import ANY, CORRECT, DIVERGES, ERROR, LEAKS, LOST_UPDATES, MATRIX_WORDS, format_verdict
+from loadtests.verdicts import (
+    ANY,
+    CORRECT,
+    DIVERGES,
+    DUPLICATES,
+    ERROR,
+    LEAKS,
+    LOST_UPDATES,
+    MATRIX_WORDS,
+    format_verdict,
+)
 
 from .scenarios import Scenario
 
@@ -28,6 +38,8 @@ CORRECT_VERDICT = frozenset({CORRECT})
 # The causes an expected error names: a pattern over the failed requests' error texts.
 EAGAIN = r"^sidecar-unreachable: manager unreachable: .*(\[Errno 11\]|EAGAIN|Resource temporarily unavailable)"
 LOCK_TIMEOUT = r"^lock-timeout: "
+# One python-memcached socket for every greenlet: a second waiter fails, and a swallowed error answers None.
+SHARED_SOCKET = r"^(internal: ConcurrentObjectUseError$|backend-error: memcached cache\.inc returned None)"
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,8 @@ class Expectation:
     reason: str
     rests_on_window: bool = False  # only holds with the explicit 'yield' race window
     cause: str | None = None  # an expected error: the pattern every failed request's error text matches
-    maybe: frozenset[str] = frozenset()  # words that may show or not (they rest on a race window not pinned)
+    # Words that may show or not: they rest on a race window not pinned, or on a race the reason names.
+    maybe: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
@@ -48,12 +61,13 @@ class Expectation:
 
     def judge(self, observed: frozenset[str], error_texts: Mapping[str, int]) -> bool | None:
         """Does the observed verdict match? None: not judged. Every expected word must show, nothing but
-        those and the ``maybe`` words may, and an expected error must be the named one, every time."""
+        those and the ``maybe`` words may, and an error expected (or that may show) must be the named one,
+        every time."""
         if not self.judged:
             return None
         if not self.verdict <= observed <= self.verdict | self.maybe:
             return False
-        if ERROR in self.verdict and self.cause:
+        if ERROR in observed and self.cause:
             return bool(error_texts) and all(re.search(self.cause, text) for text in error_texts)
         return True
 
@@ -62,29 +76,46 @@ def _v(*words: str) -> frozenset[str]:
     return frozenset(words) if words else CORRECT_VERDICT
 
 
-def in_process(s: Scenario, *, lock: bool = False, atomic_in_process: bool = False) -> Expectation:
-    """State in a module global of each process (naive global, locked global, SimpleCache)."""
+# What makes an in-process counter safe when requests interleave in one process.
+SERIALIZED = "the lock (or cache lock) serializes the update"
+# CPython switches threads only at calls and backward jumps; greenlets only where gevent is called.
+NO_SWITCH = "nothing in `self.param += 1; return self.param` gives up the interpreter: no increment is lost " \
+            "and each request reads its own"
+
+
+def _real_lock(s: Scenario) -> str | None:
+    """Why a module-level threading.Lock is the interpreter's own under greenlets, or None."""
+    if s.in_process_concurrency == "greenlets-unpatched":
+        return "gevent did not patch threading"
+    if s.imported_before_patch:
+        return "the lock was made at import, before the worker patched threading"
+    return None
+
+
+def in_process(s: Scenario, *, lock: bool = False, atomic_in_process: bool = False, race: str = LOST_UPDATES,
+               race_reason: str = "interleave between read and write", safe_reason: str = SERIALIZED) -> Expectation:
+    """State in a module global of each process (naive global, locked global, SimpleCache, the seed's SomeObj)."""
     if s.forks_per_request:
         return Expectation(_v(LOST_UPDATES), "each request runs in a fresh fork whose increment dies with it")
     words = []
     reasons = []
     c = s.in_process_concurrency
-    if c == "greenlets-unpatched" and lock:
-        return Expectation(
-            _v(ERROR), "a real Lock held by a yielding greenlet blocks the whole thread: acquire times out", True,
-            cause=LOCK_TIMEOUT,
-        )
-    if c != "none" and not lock and not atomic_in_process:
-        words.append(LOST_UPDATES)
-        reasons.append(f"{c} interleave between read and write")
+    if lock and _real_lock(s):
+        words.append(ERROR)
+        reasons.append(f"{_real_lock(s)}: a real Lock held by a yielding greenlet blocks the whole thread, "
+                       "acquire times out")
+    elif c != "none" and not lock and not atomic_in_process:
+        words.append(race)
+        reasons.append(f"{c} {race_reason}")
     if s.processes > 1:
         words.append(DIVERGES)
         reasons.append(f"each of {s.processes} processes counts on its own")
     if not words:
         if c == "none":
             return Expectation(CORRECT_VERDICT, "one request at a time in one process")
-        return Expectation(CORRECT_VERDICT, "one process, and the lock (or cache lock) serializes the update")
-    return Expectation(_v(*words), "; ".join(reasons), rests_on_window=LOST_UPDATES in words)
+        return Expectation(CORRECT_VERDICT, f"one process, and {safe_reason}")
+    return Expectation(_v(*words), "; ".join(reasons), rests_on_window=bool({race, ERROR} & set(words)),
+                       cause=LOCK_TIMEOUT if ERROR in words else None)
 
 
 def shared_atomic(s: Scenario, store: str) -> Expectation:
@@ -152,6 +183,18 @@ def _across_hosts(strategy: str, s: Scenario) -> Expectation:
                        one_host.rests_on_window)
 
 
+def _memcached_client_shared(strategy: str) -> Expectation:
+    """cachelib's memcached backend when the app was imported before gevent patched (gunicorn --preload)."""
+    shared = ("cachelib uses python-memcached, whose Client is a threading.local defined at import, before the "
+              "worker patched threading: one client - one socket - for every greenlet. Two greenlets waiting on it: "
+              "the second fails (ConcurrentObjectUseError) and leaves its answer in the socket for the next request, "
+              "or python-memcached swallows the socket error, marks the server dead for 30 s and answers nothing")
+    if strategy == "cache-memcached-inc":
+        return Expectation(_v(LOST_UPDATES, ERROR), f"{shared} - which inc turns into an error", cause=SHARED_SOCKET)
+    return Expectation(_v(LOST_UPDATES), f"{shared} - which get takes for a missing key (0), so an error shows "
+                       "only when the collision is gevent's", cause=SHARED_SOCKET, maybe=frozenset({ERROR}))
+
+
 def expect(strategy: str, s: Scenario) -> Expectation:
     """The expected verdict for one cell."""
     if strategy in HOST_FILES and s.instances > 1:
@@ -160,6 +203,11 @@ def expect(strategy: str, s: Scenario) -> Expectation:
         return in_process(s)
     if strategy == "locked-global":
         return in_process(s, lock=True)
+    if strategy == "seed-someobj":
+        return in_process(s, race=DUPLICATES, race_reason="switch between the increment and the return: two "
+                          "requests read the later value, the one between is skipped, none is lost")
+    if strategy == "seed-someobj-no-window":
+        return in_process(s, atomic_in_process=True, safe_reason=NO_SWITCH)
     if strategy == "cache-simple-get-set":
         return in_process(s)
     if strategy == "cache-simple-inc":
@@ -178,6 +226,8 @@ def expect(strategy: str, s: Scenario) -> Expectation:
         return shared_atomic(s, "the manager server (under its lock)")
     if strategy in ("redis-get-set", "cache-redis-get-set"):
         return shared_racy(s, "redis")
+    if strategy.startswith("cache-memcached-") and s.imported_before_patch:
+        return _memcached_client_shared(strategy)
     if strategy in ("memcached-get-set", "cache-memcached-get-set"):
         return shared_racy(s, "memcached")
     if strategy == "cache-filesystem-get-set":
@@ -204,11 +254,15 @@ def expect(strategy: str, s: Scenario) -> Expectation:
     if strategy == "iso-thread-local":
         if s.in_process_concurrency == "greenlets-unpatched":
             return Expectation(_v(LEAKS), "unpatched threading.local is shared by all greenlets of the thread", True)
+        if s.imported_before_patch:
+            return Expectation(_v(LEAKS), "the threading.local was made at import, before the worker patched "
+                                          "threading: the real one, shared by all greenlets of the thread", True)
         return Expectation(CORRECT_VERDICT, "one value per thread (per greenlet when gevent patched threading)")
-    if strategy == "iso-module-global":
+    if strategy in ("iso-module-global", "iso-class-attribute"):
+        one = "class" if strategy == "iso-class-attribute" else "global"
         if s.in_process_concurrency != "none":
             return Expectation(
-                _v(LEAKS), f"concurrent requests ({s.in_process_concurrency}) overwrite one global", True
+                _v(LEAKS), f"concurrent requests ({s.in_process_concurrency}) overwrite one {one}", True
             )
         return Expectation(CORRECT_VERDICT, "only one request per process at a time")
     raise KeyError(f"no expected verdict declared for strategy {strategy!r}")

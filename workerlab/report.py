@@ -195,6 +195,15 @@ def _abbreviation(name: str, letters: int) -> str:
     return "".join(w if any(ch.isdigit() for ch in w) else w[:letters] for w in words) or name
 
 
+def served_by_label(items: list[dict]) -> str:
+    """The most processes, OS threads and greenlets any of a scenario's cells saw answer: "1 proc 1 thr 50 grl"."""
+    most = {k: max((t.get("served_by") or {}).get(k, 0) for t in items) for k in ("processes", "threads", "greenlets")}
+    if not most["processes"]:
+        return ""
+    label = f"{most['processes']} proc {most['threads']} thr"
+    return label + (f" {most['greenlets']} grl" if most["greenlets"] else "")
+
+
 def throughput_table(data: dict) -> Table:
     by_scenario: dict[str, list] = {}
     for c in data["cells"]:
@@ -203,7 +212,8 @@ def throughput_table(data: dict) -> Table:
             by_scenario.setdefault(c["scenario"], []).append(t)
     table = Table(title="throughput per scenario, median over its cells (µs/req: the server's CPU per answered "
                         "request; limit: how many cells each limit held back)")
-    for col in ("scenario", "rps", "p50 ms", "p95 ms", "p99 ms", "conc.", "gen. CPU", "µs/req", "limit"):
+    for col in ("scenario", "rps", "p50 ms", "p95 ms", "p99 ms", "conc.", "served by", "gen. CPU", "µs/req",
+                "limit"):
         table.add_column(col, justify="right" if col not in ("scenario", "limit") else "left",
                          no_wrap=col == "scenario")
     for scenario, items in by_scenario.items():
@@ -217,7 +227,7 @@ def throughput_table(data: dict) -> Table:
             value = med(key)
             return "-" if value is None else f"{value:.1f}" if value < 10 else f"{value:.0f}"
         table.add_row(scenario, f"{med('rps'):.0f}", ms("p50_ms"), ms("p95_ms"), ms("p99_ms"),
-                      str(med("achieved_concurrency")), f"{100 * share:.0f}%" if share else "",
+                      str(med("achieved_concurrency")), served_by_label(items), f"{100 * share:.0f}%" if share else "",
                       f"{cpu:.0f}" if cpu is not None else "-",
                       " ".join(f"{LIMITS[name][0]} {n}" for name, n in limits.most_common()))
     table.caption = "limit: " + "; ".join(f"{short} = {meaning}" for short, meaning in LIMITS.values())

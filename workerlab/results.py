@@ -43,7 +43,11 @@ Schema ``worker-lab/results/v1``::
                        "cpu_us_per_request", "cpu_us_grain", "cpu_us_by": {"app", "nginx", "store"}, "server_cores",
                        "server_wait_cores",             # runnable but without a CPU (other work had it)
                        "server_cpus", "capacity_rps",   # server_cpus / CPU per request
-                       "limit": one of workerlab.cpu.LIMITS | null},
+                       "limit": one of workerlab.cpu.LIMITS | null,
+                       "served_by": {"processes", "threads", "greenlets"}},   # distinct server processes,
+                                             # OS threads (pid, tid) and greenlets (pid, greenlet id) that
+                                             # answered under load: the concurrency the server really served
+                                             # (greenlet ids are reused once one ends: a lower bound)
         "history": "history/<scenario>/<strategy>.jsonl",   # relative to the run folder
         "error": null | "text"                # the cell could not run at all, e.g. a same-user set-up that got
                                               # no session cookie ("driver: NoSessionCookie: ..."): no verdict
@@ -67,6 +71,7 @@ import sys
 from pathlib import Path
 
 from loadtests.checkers import CheckResult
+from loadtests.history import process_of
 from loadtests.verdicts import ANY, ERROR, MATRIX_WORDS, format_verdict
 
 from . import interrupt, procs
@@ -231,6 +236,16 @@ def throughput(history: list[dict], driver_stats: dict) -> dict:
         "load_seconds": round(wall, 3),
         "latency": latency(load),
         **{k: driver_stats.get(k) for k in ("rate", "arrivals", "late", "dropped") if driver_stats.get("rate")},
+        "served_by": served_by(ok),
+    }
+
+
+def served_by(answered: list[dict]) -> dict:
+    """Who served the answered requests: processes, OS threads, greenlets (see the schema above)."""
+    return {
+        "processes": len({process_of(e) for e in answered}),
+        "threads": len({(process_of(e), e.get("tid")) for e in answered}),
+        "greenlets": len({(process_of(e), e["greenlet"]) for e in answered if e.get("greenlet") is not None}),
     }
 
 

@@ -36,6 +36,7 @@ class Scenario:
     instances: int = 1
     dev_threaded: bool = False
     dev_processes: int = 1
+    preload: bool = False  # gunicorn --preload: the app is imported in the master, then forked
     cell_requests_max: int | None = None  # a slow runtime model may cap each cell's budget
     env: tuple[tuple[str, str], ...] = ()
 
@@ -53,6 +54,7 @@ class Scenario:
                 instances=int(env.get("INSTANCES", 1)),
                 dev_threaded=env.get("DEV_THREADED", "0") == "1",
                 dev_processes=int(env.get("DEV_PROCESSES", 1)),
+                preload=env.get("PRELOAD", "0") == "1",
                 cell_requests_max=int(env["CELL_REQUESTS_MAX"]) if env.get("CELL_REQUESTS_MAX") else None,
                 env=tuple(sorted(env.items())),
             )
@@ -83,6 +85,12 @@ class Scenario:
         if self.worker_class == "gevent-unpatched":
             return "greenlets-unpatched"
         return "none"
+
+    @property
+    def imported_before_patch(self) -> bool:
+        """gevent patches in each worker after the fork, so under --preload the app module (and everything
+        it imports) was imported first: a threading.local or Lock it made then is the real one."""
+        return self.worker_class == "gevent" and self.preload
 
     @property
     def concurrent(self) -> bool:

@@ -17,7 +17,9 @@ _worker_classes = {
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 worker_class = _worker_classes[os.environ.get("WORKER_CLASS", "sync")]
 workers = int(os.environ.get("WORKERS", "1"))
-threads = int(os.environ.get("THREADS", "1"))
+threads = int(os.environ.get("THREADS", "1"))  # only the gthread worker uses it (gevent ignores it)
+# PRELOAD=1: import the app in the master, then fork. The gevent worker monkey-patches after the fork.
+preload_app = os.environ.get("PRELOAD", "0") == "1"
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))
 max_requests = int(os.environ.get("MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "0"))

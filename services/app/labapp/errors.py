@@ -28,6 +28,13 @@ class SidecarUnreachable(LabError):
     code = "sidecar-unreachable"
 
 
+class BackendError(LabError):
+    """A client library answered nothing where it must answer (it swallowed a socket error)."""
+
+    status = 502
+    code = "backend-error"
+
+
 class LockTimeout(LabError):
     status = 503
     code = "lock-timeout"

@@ -58,10 +58,8 @@ class RaceWindow:
             time.sleep(0)
 
 
-def greenlets_over_real_threads() -> bool:
-    """True in a greenlet of a process where gevent has not patched threading."""
-    if not _gevent_running():
-        return False
-    from gevent import monkey
-
-    return not monkey.is_module_patched("threading")
+def real_lock_in_greenlet(lock) -> bool:
+    """True in a greenlet when ``lock`` is the interpreter's own lock, not gevent's: waiting on it stalls
+    every greenlet of the thread. So it is where gevent did not patch threading - and where it patched only
+    after the lock was made (an app imported before the worker patched: gunicorn --preload)."""
+    return _gevent_running() and not type(lock).__module__.startswith("gevent")

@@ -25,7 +25,8 @@ def current_greenlet_id() -> int | None:
 def served_by(settings) -> dict:
     return {
         "pid": os.getpid(),
-        "tid": threading.get_ident(),
+        # The OS thread: threading.get_ident() is the greenlet under patched gevent; get_native_id() is not.
+        "tid": threading.get_native_id(),
         "greenlet": current_greenlet_id(),
         "worker_class": settings.worker_class,
         "instance": settings.instance,

@@ -10,6 +10,7 @@ from . import (
     naive_global,
     redis_counter,
     request_isolation,
+    seed_counter,
     session_counter,
     session_dict,
     sql_counter,
@@ -18,6 +19,7 @@ from .base import CHECKS, CounterStrategy, IsolationStrategy, SessionStrategy, S
 
 MODULES = (
     naive_global,
+    seed_counter,
     locked_global,
     redis_counter,
     memcached_counter,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import BackendError
 from .base import CounterStrategy
 
 BACKENDS = {
@@ -56,8 +57,8 @@ class CacheInc(CacheCounter):
     def incr(self, key):
         # Flask-Caching's Cache has no inc(); its backend (a cachelib cache) does.
         value = self.cache.cache.inc(key, 1)
-        if value is None:
-            raise RuntimeError(f"{self.backend} cache.inc returned None (backend error)")
+        if value is None:  # python-memcached swallows socket errors: it marks the server dead and answers None
+            raise BackendError(f"{self.backend} cache.inc returned None")
         return int(value)
 
 

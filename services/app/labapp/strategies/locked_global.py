@@ -1,9 +1,10 @@
 """The same global with a threading.Lock around read-modify-write.
 
 Correct inside one process for threads, and for greenlets when gevent has
-patched threading. Under gevent *without* patching, a greenlet that yields while
-holding a real lock blocks every other greenlet of its thread on acquire: a
-deadlock. The acquire has a timeout so that shows up as 503 errors instead of a
+patched threading before the lock was made. Under gevent *without* patching - or
+patching only after the module was imported (gunicorn --preload) - the lock is a
+real one, and a greenlet that yields while holding it blocks every other greenlet
+of its thread on acquire: a deadlock. The acquire has a timeout so that shows up as 503 errors instead of a
 hung worker.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import threading
 
 from ..errors import LockTimeout
-from ..race import greenlets_over_real_threads
+from ..race import real_lock_in_greenlet
 from .base import CounterStrategy
 
 LOCK_TIMEOUT_S = 5.0
@@ -25,7 +26,7 @@ class LockedGlobal(CounterStrategy):
     lock = threading.Lock()
 
     def incr(self, key):
-        timeout = LOCK_TIMEOUT_UNPATCHED_S if greenlets_over_real_threads() else LOCK_TIMEOUT_S
+        timeout = LOCK_TIMEOUT_UNPATCHED_S if real_lock_in_greenlet(self.lock) else LOCK_TIMEOUT_S
         if not self.lock.acquire(timeout=timeout):
             raise LockTimeout(f"lock not acquired in {timeout}s (a real lock held by a yielding greenlet deadlocks)")
         try:

@@ -10,6 +10,9 @@ when it did not.
 ``iso-module-global``: a module global "current user" assigned from the
 request - leaks to any concurrent request.
 ``iso-flask-g``: ``flask.g``, per-request storage set up and torn down with it.
+``iso-class-attribute``: the App Engine question - a value assigned per request to
+a class attribute (``User.email = ...``). A class is one object per process, like a
+module global, so it leaks the same way.
 """
 
 from __future__ import annotations
@@ -56,6 +59,17 @@ class FromModuleGlobal(IsolationStrategy):
         return CURRENT_USER
 
 
+class User:
+    email: str | None = None
+
+
+class FromClassAttribute(IsolationStrategy):
+    def echo(self, token):
+        User.email = token
+        self.window()
+        return User.email
+
+
 class FromFlaskG(IsolationStrategy):
     def echo(self, token):
         g.token = token
@@ -69,4 +83,6 @@ STRATEGIES = [
     FromThreadLocal("iso-thread-local", "isolation", "hand-made threading.local", question=3),
     FromModuleGlobal("iso-module-global", "isolation", "module global 'current user' set per request", question=4),
     FromFlaskG("iso-flask-g", "isolation", "flask.g", question=5),
+    FromClassAttribute("iso-class-attribute", "isolation", "class attribute User.email assigned per request",
+                       question=11),
 ]
