@@ -1,8 +1,8 @@
 """Checkers over recorded histories, in the spirit of Jepsen's unique-ids and counter checks.
 
 Each takes a cell's history (see history.py) and returns a CheckResult: a verdict
-(a set of words: correct | lost-updates | diverges | over-counts | leaks | error |
-no-answer | inconclusive), the evidence counts, and a few concrete entries that show
+(a set of words: correct | lost-updates | diverges | over-counts | leaks | crossed |
+error | no-answer | inconclusive), the evidence counts, and a few concrete entries that show
 the anomaly. Every rule below is a verdict word, never only a note:
 
 - every request: a failed one (or a 200 without its value: malformed) is ``error``, its
@@ -17,6 +17,10 @@ the anomaly. Every rule below is a verdict word, never only a note:
   read answered, some failed, or they reached fewer processes than served load.
 - check_sessions: each user must see 1, 2, 3 ... and only its own session.
 - check_isolation: the token read back must be the token sent.
+- check_crossed: each request writes its own nonce to a store under a key of its own and reads it back
+  through the same client; a read that returns *another request's* nonce is ``crossed`` (one connection
+  shared by several processes or threads handed the answer to the wrong caller), a read that returns
+  neither is an ``error`` (``not read back``).
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from .history import ok, process_of
-from .verdicts import CORRECT, DIVERGES, ERROR, INCONCLUSIVE, LEAKS, LOST_UPDATES, OVER_COUNTS, UNANSWERED
+from .verdicts import CORRECT, CROSSED, DIVERGES, ERROR, INCONCLUSIVE, LEAKS, LOST_UPDATES, OVER_COUNTS, UNANSWERED
 
 MAX_EXAMPLES = 3
 MALFORMED = "malformed: a 200 answer without an integer value"
+NOT_READ_BACK = "not read back: a 200 answer whose value is neither the nonce sent nor another request's"
 
 
 @dataclass
@@ -88,6 +93,18 @@ def _unanswered_and_rest(load: list[dict]) -> tuple[list[dict], list[dict]]:
 
 def _error_texts(errors: list[dict]) -> Counter:
     return Counter(str(e.get("error") or f"HTTP {e.get('status')}") for e in errors)
+
+
+def _failed(words: set[str], examples: list[dict], errors: list[dict], wrong: list[dict], wrong_text: str) -> Counter:
+    """Failed requests, and 200 answers without what they must carry (``wrong``, counted as ``wrong_text``), are
+    an ``error``; returns every failure's text, counted."""
+    texts = _error_texts(errors)
+    if wrong:
+        texts[wrong_text] += len(wrong)
+    if errors or wrong:
+        words.add(ERROR)
+        examples.extend(_brief(e) for e in (errors + wrong)[:MAX_EXAMPLES])
+    return texts
 
 
 def _account(words: set[str], counts: dict, examples: list[dict], texts: Counter, unanswered: list[dict]) -> None:
@@ -201,12 +218,7 @@ def check_counter(history: list[dict]) -> CheckResult:
     # before it began; per-process counters may, across processes.
     if lost or duplicates_in_process or violations or (duplicates and not per_process):
         words.add(LOST_UPDATES)
-    texts = _error_texts(errors)
-    if malformed:
-        texts[MALFORMED] += len(malformed)
-    if errors or malformed:
-        words.add(ERROR)
-        examples.extend(_brief(e) for e in (errors + malformed)[:MAX_EXAMPLES])
+    texts = _failed(words, examples, errors, malformed, MALFORMED)
     if duplicates:
         dup_values = [v for v, c in value_counts.items() if c > 1][:MAX_EXAMPLES]
         examples.extend(_brief(e) for e in acks if e["value"] in dup_values[:1])
@@ -319,11 +331,40 @@ def check_isolation(history: list[dict]) -> CheckResult:
     return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES], error_texts=texts)
 
 
+def check_crossed(history: list[dict]) -> CheckResult:
+    """A nonce written and read back under a request's own key: another request's nonce is ``crossed``."""
+    load = [e for e in history if e.get("phase", "load") == "load"]
+    unanswered, answered = _unanswered_and_rest(load)
+    acks = [e for e in answered if ok(e)]
+    errors = [e for e in answered if not ok(e)]
+    by_nonce = {e["sent"]: e for e in load if e.get("sent") is not None}
+    wrong = [e for e in acks if e.get("value") != e.get("sent")]
+    crossed = [e for e in wrong if isinstance(e.get("value"), str) and e["value"] in by_nonce]
+    not_read_back = [e for e in wrong if not (isinstance(e.get("value"), str) and e["value"] in by_nonce)]
+    words: set[str] = set()
+    examples: list[dict] = []
+    if crossed:
+        words.add(CROSSED)
+        examples.extend({"got": _brief(e), "whose": _brief(by_nonce[e["value"]])} for e in crossed[:MAX_EXAMPLES])
+    texts = _failed(words, examples, errors, not_read_back, NOT_READ_BACK)
+    counts = {
+        "attempted": len(load),
+        "acknowledged": len(acks),
+        "errors": len(errors),
+        "crossed_responses": len(crossed),
+        "not_read_back": len(not_read_back),
+        "processes_under_load": len({process_of(e) for e in acks}),
+    }
+    _account(words, counts, examples, texts, unanswered)
+    return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES], error_texts=texts)
+
+
 CHECKERS = {
     "counter": check_counter,
     "same-user": check_counter,
     "session": check_sessions,
     "isolation": check_isolation,
+    "nonce": check_crossed,
 }
 
 

@@ -30,6 +30,7 @@ USER_CLASS_NAMES = {
     "same-user": "SameUserUser",
     "session": "SessionUser",
     "isolation": "IsolationUser",
+    "nonce": "NonceUser",
     "path": "PathUser",  # bench only: plain GETs, nothing to judge
 }
 # Checks whose state is read at rest after the load (a counter's final value).
