@@ -1,8 +1,8 @@
 """Checkers over recorded histories, in the spirit of Jepsen's unique-ids and counter checks.
 
 Each takes a cell's history (see history.py) and returns a CheckResult: a verdict
-(a set of words: correct | lost-updates | diverges | over-counts | leaks | error |
-no-answer | inconclusive), the evidence counts, and a few concrete entries that show
+(a set of words: correct | lost-updates | diverges | over-counts | leaks | crossed |
+error | no-answer | inconclusive), the evidence counts, and a few concrete entries that show
 the anomaly. Every rule below is a verdict word, never only a note:
 
 - every request: a failed one (or a 200 without its value: malformed) is ``error``, its
@@ -29,6 +29,10 @@ the anomaly. Every rule below is a verdict word, never only a note:
 - check_isolation: the token read back must be the token sent.
 - check_unique: every answer's value distinct (a user's ids, tokens); a value handed out twice is
   ``lost-updates``.
+- check_crossed: each request writes its own nonce to a store under a key of its own and reads it back
+  through the same client; a read that returns *another request's* nonce is ``crossed`` (one connection
+  shared by several processes or threads handed the answer to the wrong caller), a read that returns
+  neither is an ``error`` (``not read back``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from dataclasses import dataclass, field
 from .history import ok, process_of
 from .verdicts import (
     CORRECT,
+    CROSSED,
     DIVERGES,
     DUPLICATES,
     ERROR,
@@ -54,6 +59,7 @@ from .verdicts import (
 
 MAX_EXAMPLES = 3
 MALFORMED = "malformed: a 200 answer without an integer value"
+NOT_READ_BACK = "not read back: a 200 answer whose value is neither the nonce sent nor another request's"
 SERVED_BY_UNKNOWN = ("no answer names who served it: the per-process rules (a counter per process, real-time "
                      "order per process) are not judged")
 
@@ -112,6 +118,18 @@ def _unanswered_and_rest(load: list[dict]) -> tuple[list[dict], list[dict]]:
 
 def _error_texts(errors: list[dict]) -> Counter:
     return Counter(str(e.get("error") or f"HTTP {e.get('status')}") for e in errors)
+
+
+def _failed(words: set[str], examples: list[dict], errors: list[dict], wrong: list[dict], wrong_text: str) -> Counter:
+    """Failed requests, and 200 answers without what they must carry (``wrong``, counted as ``wrong_text``), are
+    an ``error``; returns every failure's text, counted."""
+    texts = _error_texts(errors)
+    if wrong:
+        texts[wrong_text] += len(wrong)
+    if errors or wrong:
+        words.add(ERROR)
+        examples.extend(_brief(e) for e in (errors + wrong)[:MAX_EXAMPLES])
+    return texts
 
 
 def _account(words: set[str], counts: dict, examples: list[dict], texts: Counter, unanswered: list[dict]) -> None:
@@ -256,12 +274,7 @@ def check_counter(history: list[dict]) -> CheckResult:
     # A value handed out twice (within one process, for counters per process) with no increment lost.
     elif duplicates_in_process or (duplicates and not per_process):
         words.add(DUPLICATES)
-    texts = _error_texts(errors)
-    if malformed:
-        texts[MALFORMED] += len(malformed)
-    if errors or malformed:
-        words.add(ERROR)
-        examples.extend(_brief(e) for e in (errors + malformed)[:MAX_EXAMPLES])
+    texts = _failed(words, examples, errors, malformed, MALFORMED)
     if duplicates:
         dup_values = [v for v, c in value_counts.items() if c > 1][:MAX_EXAMPLES]
         examples.extend(_brief(e) for e in acks if e["value"] in dup_values[:1])
@@ -391,9 +404,7 @@ def check_unique(history: list[dict]) -> CheckResult:
         words.add(LOST_UPDATES)
         first = next(iter(sorted(duplicated)))
         examples.extend(_brief(e) for e in acks if str(e["value"]) == first)
-    if errors:
-        words.add(ERROR)
-        examples.extend(_brief(e) for e in errors[:MAX_EXAMPLES])
+    texts = _failed(words, examples, errors, [], "")
     counts = {
         "attempted": len(load),
         "acknowledged": len(acks),
@@ -401,7 +412,34 @@ def check_unique(history: list[dict]) -> CheckResult:
         "distinct": len(value_counts),
         "duplicates": sum(c - 1 for c in value_counts.values() if c > 1),
     }
-    texts = _error_texts(errors)
+    _account(words, counts, examples, texts, unanswered)
+    return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES], error_texts=texts)
+
+
+def check_crossed(history: list[dict]) -> CheckResult:
+    """A nonce written and read back under a request's own key: another request's nonce is ``crossed``."""
+    load = [e for e in history if e.get("phase", "load") == "load"]
+    unanswered, answered = _unanswered_and_rest(load)
+    acks = [e for e in answered if ok(e)]
+    errors = [e for e in answered if not ok(e)]
+    by_nonce = {e["sent"]: e for e in load if e.get("sent") is not None}
+    wrong = [e for e in acks if e.get("value") != e.get("sent")]
+    crossed = [e for e in wrong if isinstance(e.get("value"), str) and e["value"] in by_nonce]
+    not_read_back = [e for e in wrong if not (isinstance(e.get("value"), str) and e["value"] in by_nonce)]
+    words: set[str] = set()
+    examples: list[dict] = []
+    if crossed:
+        words.add(CROSSED)
+        examples.extend({"got": _brief(e), "whose": _brief(by_nonce[e["value"]])} for e in crossed[:MAX_EXAMPLES])
+    texts = _failed(words, examples, errors, not_read_back, NOT_READ_BACK)
+    counts = {
+        "attempted": len(load),
+        "acknowledged": len(acks),
+        "errors": len(errors),
+        "crossed_responses": len(crossed),
+        "not_read_back": len(not_read_back),
+        "processes_under_load": len({process_of(e) for e in acks}),
+    }
     _account(words, counts, examples, texts, unanswered)
     return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES], error_texts=texts)
 
@@ -412,6 +450,7 @@ CHECKERS = {
     "session": check_sessions,
     "isolation": check_isolation,
     "unique": check_unique,
+    "nonce": check_crossed,
 }
 
 

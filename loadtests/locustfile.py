@@ -326,6 +326,11 @@ class IsolationUser(LabUser):
         self.send("echo", f"/s/{Cell.strategy}/echo?token={token}", sent=token)
 
 
+class NonceUser(IsolationUser):
+    """The same requests as IsolationUser; the token is a nonce the server writes to a store under a key of its
+    own and reads back, and the judge looks for answers that belong to another request (crossed)."""
+
+
 class PathUser(LabUser):
     """Plain throughput: GET one fixed path (``Cell.path``, /hello by default); nothing is checked.
 

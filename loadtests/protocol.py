@@ -30,6 +30,7 @@ USER_CLASS_NAMES = {
     "same-user": "SameUserUser",
     "session": "SessionUser",
     "isolation": "IsolationUser",
+    "nonce": "NonceUser",
     "path": "PathUser",  # bench only: plain GETs, nothing to judge
     "unique": "DeclaredUser",  # a user's declared endpoint only: every answer's value distinct
 }

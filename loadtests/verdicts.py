@@ -1,8 +1,8 @@
 """The verdict words, declared once: what each means, its colour and its one-character glyph.
 
 A verdict is a set of words. The matrix's checkers (checkers.py) judge with
-``correct | lost-updates | duplicates | diverges | over-counts | leaks | error | no-answer | inconclusive``;
-the fault checkers (fault_checkers.py) with ``survives | resets | loses-acked-writes | over-counts |
+``correct | lost-updates | duplicates | diverges | over-counts | leaks | crossed | error | no-answer |
+inconclusive``; the fault checkers (fault_checkers.py) with ``survives | resets | loses-acked-writes | over-counts |
 diverges | leaks | unavailable | inconclusive``; an expectation that is not judged is ``{any}``.
 ``inconclusive`` is the judge saying the history cannot decide (final reads missing, failed, or
 short of a process): never a pass, always with the reason in the notes.
@@ -23,6 +23,7 @@ LOST_UPDATES = "lost-updates"
 DUPLICATES = "duplicates"
 DIVERGES = "diverges"
 LEAKS = "leaks"
+CROSSED = "crossed"  # a shared connection handed one request's answer to another
 ERROR = "error"
 UNANSWERED = "no-answer"
 INCONCLUSIVE = "inconclusive"
@@ -62,6 +63,8 @@ VERDICTS: dict[str, Verdict] = {v.word: v for v in (
             "#d81b60", "2"),
     Verdict(DIVERGES, "each process or instance holds its own copy: at rest they disagree", "#8e24aa", "D"),
     Verdict(LEAKS, "a response carried another request's or another user's data", "#ef6c00", "X"),
+    Verdict(CROSSED, "a response carried the answer to another request: one connection shared by several "
+            "processes or threads", "#00695c", "C"),
     Verdict(ERROR, "requests failed: the strategy does not work in this runtime model", "#546e7a", "E"),
     Verdict(UNANSWERED, "requests were still in flight when the cell ended: sent, never answered", "#5d4037", "N"),
     Verdict(INCONCLUSIVE, "the history cannot decide: final reads missing, failed or short of a process "
@@ -79,7 +82,8 @@ COLOURS = {word: v.colour for word, v in VERDICTS.items()}
 TINTS = {word: v.tint for word, v in VERDICTS.items()}
 
 # The words each checker judges with, in the order a label lists them.
-MATRIX_WORDS = (CORRECT, LOST_UPDATES, DUPLICATES, DIVERGES, OVER_COUNTS, LEAKS, ERROR, UNANSWERED, INCONCLUSIVE)
+MATRIX_WORDS = (CORRECT, LOST_UPDATES, DUPLICATES, DIVERGES, OVER_COUNTS, LEAKS, CROSSED, ERROR, UNANSWERED,
+                INCONCLUSIVE)
 FAULT_WORDS = (SURVIVES, RESETS, LOSES_ACKED_WRITES, OVER_COUNTS, DIVERGES, LEAKS, UNAVAILABLE, INCONCLUSIVE)
 
 

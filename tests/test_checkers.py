@@ -15,10 +15,12 @@ import pytest
 from loadtests.checkers import (
     CHECKERS,
     MAX_EXAMPLES,
+    NOT_READ_BACK,
     CheckResult,
     _brief,
     check,
     check_counter,
+    check_crossed,
     check_isolation,
     check_sessions,
     check_unique,
@@ -737,11 +739,12 @@ def unanswered(*, req: int, invoke: float, **kw) -> dict:
     return e
 
 
-@pytest.mark.parametrize("kind", ["counter", "session", "isolation"])
+@pytest.mark.parametrize("kind", ["counter", "session", "isolation", "nonce"])
 def test_unanswered_requests_are_never_plain_correct(kind):
     base = {"counter": sequential([1, 2]) + [final(2)],
             "session": session_user("u0", [1, 2]),
-            "isolation": [echo("t0", req=0), echo("t1", req=1)]}[kind]
+            "isolation": [echo("t0", req=0), echo("t1", req=1)],
+            "nonce": [echo("t0", req=0), echo("t1", req=1)]}[kind]
     history = base + [unanswered(req=7, invoke=7, client="u0")]
     result = check(kind, history)
     assert result.verdict == frozenset({"no-answer"})
@@ -750,11 +753,12 @@ def test_unanswered_requests_are_never_plain_correct(kind):
     assert result.counts["attempted"] == 3
 
 
-@pytest.mark.parametrize("kind", ["counter", "session", "isolation"])
+@pytest.mark.parametrize("kind", ["counter", "session", "isolation", "nonce"])
 def test_every_request_answered_is_correct(kind):
     history = {"counter": sequential([1, 2]) + [final(2)],
                "session": session_user("u0", [1, 2]),
-               "isolation": [echo("t0", req=0), echo("t1", req=1)]}[kind]
+               "isolation": [echo("t0", req=0), echo("t1", req=1)],
+               "nonce": [echo("t0", req=0), echo("t1", req=1)]}[kind]
     result = check(kind, history)
     assert result.verdict == CORRECT
     assert result.counts["unanswered"] == 0
@@ -995,6 +999,44 @@ def test_isolation_final_phase_is_ignored():
     assert result.counts["attempted"] == 1
 
 
+# --------------------------------------------------------------------------- check_crossed
+
+
+def test_crossed_every_nonce_read_back_is_correct():
+    history = [echo(f"u{k}-n{k}", req=k, proc=[P1, P2][k % 2], client=f"u{k}") for k in range(6)]
+    result = check_crossed(history)
+    assert result.verdict == CORRECT
+    assert (result.counts["crossed_responses"], result.counts["not_read_back"]) == (0, 0)
+    assert result.counts["acknowledged"] == 6 and result.counts["processes_under_load"] == 2
+
+
+def test_crossed_a_read_that_returns_another_requests_nonce_is_flagged():
+    # Two processes share one socket: u1 reads the answer meant for u0, u0 gets u1's.
+    history = [echo("u0-aa", req=0, value="u1-bb", proc=P1, client="u0"),
+               echo("u1-bb", req=1, value="u0-aa", proc=P2, client="u1"),
+               echo("u2-cc", req=2, proc=P1, client="u2")]
+    result = check_crossed(history)
+    assert result.verdict == frozenset({"crossed"})
+    assert result.counts["crossed_responses"] == 2 and result.counts["not_read_back"] == 0
+    assert result.examples[0]["got"]["req"] == 0 and result.examples[0]["whose"]["req"] == 1
+
+
+def test_crossed_a_read_that_returns_no_nonce_at_all_is_an_error_named_not_read_back():
+    history = [echo("u0-aa", req=0), echo("u1-bb", req=1, value="STORED"), echo("u2-cc", req=2)]
+    history[0]["value"] = None  # the read found nothing: the write's answer, or the read's, went elsewhere
+    result = check_crossed(history)
+    assert result.verdict == frozenset({"error"})
+    assert result.counts["not_read_back"] == 2 and result.counts["crossed_responses"] == 0
+    assert list(result.error_texts) == [NOT_READ_BACK] and result.error_texts[NOT_READ_BACK] == 2
+
+
+def test_crossed_failed_requests_are_errors_and_their_bodies_no_evidence():
+    history = [echo("u0-aa", req=0), echo("u1-bb", req=1, status=500, error="internal: KeyError", value="u0-aa")]
+    result = check_crossed(history)
+    assert result.verdict == frozenset({"error"})
+    assert result.counts["crossed_responses"] == 0 and result.error_texts == {"internal: KeyError": 1}
+
+
 # --------------------------------------------------------------------------- plumbing
 
 
@@ -1005,6 +1047,7 @@ def test_check_dispatches_by_kind():
         "session": check_sessions,
         "isolation": check_isolation,
         "unique": check_unique,
+        "nonce": check_crossed,
     }
     counter_history = sequential([1, 2, 2]) + [final(2)]
     assert check("counter", counter_history) == check_counter(counter_history)

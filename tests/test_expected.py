@@ -41,12 +41,11 @@ def test_divergence_stays_judged_under_other_windows(scenarios):
     kept = [(strategy, name) for strategy in STRATEGIES for name, s in scenarios.items()
             if expectation_for(strategy, s, "none").judged and expect(strategy, s).rests_on_window]
     # naive-global, the seed's SomeObj and SimpleCache get/set wherever several processes each hold threads or
-    # greenlets, and
-    # FileSystemCache where several hosts (instances) each hold threads
+    # greenlets, and FileSystemCache and gunicorn's stash where several hosts (instances) each hold threads
     in_process = [(st, sc) for st in ("naive-global", "seed-someobj", "cache-simple-get-set")
-                  for sc in ("gthread-2x8", "gevent-x4", "scale-out-3")]
-    host_files = [(st, "scale-out-3") for st in ("cache-filesystem-get-set", "cache-filesystem-inc")]
-    assert sorted(kept) == sorted(in_process + host_files)
+                  for sc in ("gthread-2x8", "gthread-2x8-preload", "gevent-x4", "scale-out-3")]
+    per_host = [(st, "scale-out-3") for st in ("cache-filesystem-get-set", "cache-filesystem-inc", "gunicorn-stash")]
+    assert sorted(kept) == sorted(in_process + per_host)
     e = expectation_for("naive-global", scenarios["gthread-2x8"], "io")
     assert e.label == "diverges+lost-updates?"
     assert e.judge(v("diverges"), {}) is True
@@ -197,3 +196,53 @@ def test_each_native_instance_of_a_scale_out_gets_its_own_data_folder(scenarios,
     folders = [stack.app_env(i, 8000 + i)["LAB_DATA_DIR"] for i in range(3)]
     assert folders == [str(tmp_path / "data" / f"i{i}") for i in (1, 2, 3)]
     assert NativeStack(scenarios["sync-x4"], tmp_path).app_env(0, 8000)["LAB_DATA_DIR"] == str(tmp_path / "data")
+
+
+def test_preload_scenarios_make_the_app_before_the_fork(scenarios):
+    for name in ("sync-x4-preload", "gthread-2x8-preload"):
+        s = scenarios[name]
+        assert s.preload and s.app_made_before_fork and s.has_stash, name
+    assert scenarios["dev-processes"].app_made_before_fork  # the dev server forks a child per request
+    assert not scenarios["sync-x4"].app_made_before_fork and not scenarios["dev-single"].has_stash
+    # Everything else about the runtime model is the scenario's without --preload.
+    for strategy in ("naive-global", "redis-get-set", "iso-module-global", "session-dict"):
+        assert expect(strategy, scenarios["sync-x4-preload"]).verdict == expect(strategy, scenarios["sync-x4"]).verdict
+
+
+def test_clients_and_threads_made_at_import_are_expected_to_fail_only_where_shared(scenarios):
+    preload, plain = scenarios["sync-x4-preload"], scenarios["sync-x4"]
+    assert expect("import-pymemcache", preload).label == "error"
+    assert expect("import-python-memcached", preload).label == "crossed+error"
+    assert expect("import-thread", preload).label == "lost-updates"
+    for strategy in ("import-pymemcache", "import-python-memcached", "import-thread"):
+        assert expect(strategy, plain).label == "correct", strategy
+    for strategy in ("import-redis", "lazy-pymemcache", "lazy-thread"):
+        assert {expect(strategy, s).label for s in scenarios.values()} == {"correct"}, strategy
+
+
+def test_the_expected_pymemcache_errors_are_the_shared_sockets_never_a_crash(scenarios):
+    e = expect("import-pymemcache", scenarios["gthread-2x8-preload"])
+    shared = {"internal: MemcacheUnknownError": 20, "internal: KeyError": 3,
+              "sidecar-unreachable: memcached unreachable: OSError: [Errno 9] Bad file descriptor": 40}
+    assert e.judge(v("error"), shared) is True
+    assert e.judge(v("error"), {**shared, "HTTP 502": 1}) is False
+    assert e.judge(v("error"), {"sidecar-unreachable: memcached unreachable: ConnectionRefusedError: [Errno 111]": 5}) \
+        is False  # memcached down is not this cause
+
+
+def test_the_stash_needs_gunicorns_dirty_arbiter_and_is_one_per_master(scenarios):
+    e = expect("gunicorn-stash", scenarios["dev-threaded"])
+    no_arbiter = "sidecar-unreachable: gunicorn-stash unreachable: no dirty arbiter in this server (it needs ...)"
+    assert e.judge(v("error"), {no_arbiter: 300}) is True and e.judge(v("error"), {"HTTP 502": 1}) is False
+    assert expect("gunicorn-stash", scenarios["sync-x1"]).label == "correct"
+    assert expect("gunicorn-stash", scenarios["sync-x4"]).label == "lost-updates"
+    assert expect("gunicorn-stash", scenarios["scale-out-3"]).label == "lost-updates+diverges"
+
+
+def test_the_expected_python_memcached_errors_are_replies_read_by_the_wrong_process(scenarios):
+    from loadtests.checkers import NOT_READ_BACK
+
+    e = expect("import-python-memcached", scenarios["sync-x4-preload"])
+    assert e.judge(v("crossed", "error"), {NOT_READ_BACK: 1316, "internal: ValueError": 7}) is True
+    assert e.judge(v("crossed", "error"), {NOT_READ_BACK: 1316, "internal: RuntimeError": 1}) is False
+    assert e.judge(v("error"), {NOT_READ_BACK: 1316}) is False  # no answer that was another request's

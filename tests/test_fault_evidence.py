@@ -17,6 +17,7 @@ RECORDS = {
                     {"pid": 11, "new_worker_pids": [], "worker_pids_after": [11, 12, 13, 14]}),
     "worker-recycle": ({"workers_before": 4, "worker_pids_seen": 9}, {"workers_before": 4, "worker_pids_seen": 4}),
     "graceful-reload": ({"all_workers_replaced_s": 0.4}, {"all_workers_replaced_s": None}),
+    "master-restart": ({"pid": 100, "new_master_pid": 200}, {"pid": 100, "new_master_pid": 100}),
     "redis-restart": ({"server_id_before": "a1", "server_id_after": "b2"},
                       {"server_id_before": "a1", "server_id_after": "a1"}),
     "redis-restart-aof-always": ({"server_id_before": "a1", "server_id_after": "b2"},

@@ -31,8 +31,12 @@ PLAN = {
     "memcached-evict": ["memcached-incr"],
     "sql-kill-in-transaction": ["sql-update"],
     "nginx-reload": ["redis-incr", "cache-simple-inc"],
+    "master-restart": ["naive-global"],
 }
 CELLS = [(fault, strategy) for fault, strategies in PLAN.items() for strategy in strategies]
+# gunicorn's stash, where one worker keeps it correct (sync-x1): what outlives which restart.
+STASH_PLAN = {"master-restart": ["gunicorn-stash", "redis-incr"], "graceful-reload": ["gunicorn-stash"]}
+STASH_CELLS = [(fault, strategy) for fault, strategies in STASH_PLAN.items() for strategy in strategies]
 
 
 # -- the checkers, on made-up histories ------------------------------------------------------------
@@ -161,22 +165,41 @@ def test_the_command_names_valid_faults_and_prints_the_expected_table():
 
 # -- real stacks -------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def fault_cells(tmp_path_factory, scenarios):
-    output = tmp_path_factory.mktemp("faults")
+def _run_plan(output, scenario, plan: dict) -> dict:
+    """Every (fault, strategy) cell of ``plan`` under ``scenario``, by (fault, strategy)."""
     cells = {}
-    for fault, strategies in PLAN.items():
-        run, interrupted = run_faults({"sync-x4": scenarios["sync-x4"]}, [FAULTS[fault]], strategies, SMALL, output)
+    for fault, strategies in plan.items():
+        run, interrupted = run_faults({scenario.name: scenario}, [FAULTS[fault]], strategies, SMALL, output)
         assert not interrupted
         for c in run.data["cells"]:
             cells[(c["fault"], c["strategy"])] = c
     return cells
 
 
+@pytest.fixture(scope="module")
+def fault_cells(tmp_path_factory, scenarios):
+    return _run_plan(tmp_path_factory.mktemp("faults"), scenarios["sync-x4"], PLAN)
+
+
+@pytest.fixture(scope="module")
+def stash_fault_cells(tmp_path_factory, scenarios):
+    return _run_plan(tmp_path_factory.mktemp("stash-faults"), scenarios["sync-x1"], STASH_PLAN)
+
+
+@pytest.fixture
+def any_fault_cell(request):
+    """The cell (fault, strategy) of the fixture its test names: the sync-x4 plan or the stash plan."""
+    def get(plan: str, fault: str, strategy: str) -> dict:
+        return request.getfixturevalue(plan)[(fault, strategy)]
+    return get
+
+
 @pytest.mark.stack
-@pytest.mark.parametrize("fault,strategy", CELLS, ids=[f"{f}/{s}" for f, s in CELLS])
-def test_fault_verdict_is_the_expected_one(fault_cells, fault, strategy):
-    c = fault_cells[(fault, strategy)]
+@pytest.mark.parametrize("plan,fault,strategy", [("fault_cells", f, s) for f, s in CELLS]
+                         + [("stash_fault_cells", f, s) for f, s in STASH_CELLS],
+                         ids=[f"{f}/{s}" for f, s in CELLS] + [f"sync-x1/{f}/{s}" for f, s in STASH_CELLS])
+def test_fault_verdict_is_the_expected_one(any_fault_cell, plan, fault, strategy):
+    c = any_fault_cell(plan, fault, strategy)
     assert not c["skipped"], c["expected"]["reason"]
     assert c["error"] is None, c["error"]  # also: the fault is proven to have happened
     assert FAULTS[fault].proof(c["injected"]) is None
@@ -187,6 +210,18 @@ def test_fault_verdict_is_the_expected_one(fault_cells, fault, strategy):
     assert not any(kind.startswith("HTTP 500") for kind in n["failure_kinds"]), n["failure_kinds"]
     if c["observed"]["verdict"] == ["survives"]:
         assert n["lost"] == 0
+
+
+@pytest.mark.stack
+def test_the_stash_is_lost_with_its_master_and_outlives_a_reload(stash_fault_cells):
+    """gunicorn.dirty.stash lives in the dirty arbiter: a HUP keeps it, a new master starts it empty."""
+    restart = stash_fault_cells[("master-restart", "gunicorn-stash")]
+    n = restart["counts"]
+    assert restart["observed"]["verdict"] == ["resets"] and n["lost"] > 0, n
+    assert n["failed_during_fault"] > 0 and restart["injected"]["restart_s"] > 0  # the app really was down
+    assert stash_fault_cells[("master-restart", "redis-incr")]["counts"]["lost"] == 0
+    reload_ = stash_fault_cells[("graceful-reload", "gunicorn-stash")]
+    assert reload_["observed"]["verdict"] == ["survives"] and reload_["counts"]["lost"] == 0
 
 
 @pytest.mark.stack

@@ -197,6 +197,10 @@ def _memcached_client_shared(strategy: str) -> Expectation:
 
 def expect(strategy: str, s: Scenario) -> Expectation:
     """The expected verdict for one cell."""
+    from .expected_fork import RULES as FORK_RULES  # fork safety and gunicorn's stash: a module of their own
+
+    if strategy in FORK_RULES:
+        return FORK_RULES[strategy](s)
     if strategy in HOST_FILES and s.instances > 1:
         return _across_hosts(strategy, s)
     if strategy == "naive-global":

@@ -36,8 +36,9 @@ class Scenario:
     instances: int = 1
     dev_threaded: bool = False
     dev_processes: int = 1
-    preload: bool = False  # gunicorn --preload: the app is imported in the master, then forked
     cell_requests_max: int | None = None  # a slow runtime model may cap each cell's budget
+    preload: bool = False  # gunicorn --preload: the master imports the app, then forks the workers
+    dirty_workers: int = 0  # gunicorn's dirty arbiter (and its stash) runs when > 0
     env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -54,8 +55,9 @@ class Scenario:
                 instances=int(env.get("INSTANCES", 1)),
                 dev_threaded=env.get("DEV_THREADED", "0") == "1",
                 dev_processes=int(env.get("DEV_PROCESSES", 1)),
-                preload=env.get("PRELOAD", "0") == "1",
                 cell_requests_max=int(env["CELL_REQUESTS_MAX"]) if env.get("CELL_REQUESTS_MAX") else None,
+                preload=env.get("PRELOAD", "0") == "1",
+                dirty_workers=int(env.get("DIRTY_WORKERS", 0)),
                 env=tuple(sorted(env.items())),
             )
         except KeyError as exc:
@@ -93,6 +95,17 @@ class Scenario:
         return self.worker_class == "gevent" and self.preload
 
     @property
+    def app_made_before_fork(self) -> bool:
+        """Is the app created once and then forked into the processes that serve (gunicorn --preload, or the
+        dev server's fork per request)? Whatever it made at import is then copied into every one of them."""
+        return (self.server == "gunicorn" and self.preload) or self.forks_per_request
+
+    @property
+    def has_stash(self) -> bool:
+        """Does gunicorn's dirty arbiter (gunicorn.dirty.stash) run beside the workers?"""
+        return self.server == "gunicorn" and self.dirty_workers > 0
+
+    @property
     def concurrent(self) -> bool:
         """Can two requests be in flight at once anywhere in the stack?"""
         return self.in_process_concurrency != "none" or self.processes > 1 or self.forks_per_request
@@ -100,8 +113,8 @@ class Scenario:
 
 def load_scenarios(directory: Path = SCENARIO_DIR) -> dict[str, Scenario]:
     scenarios = [Scenario.from_file(path) for path in sorted(directory.glob("*.env"))]
-    order = ["dev-single", "dev-threaded", "dev-processes", "sync-x1", "sync-x4", "gthread-2x8", "gevent-x1",
-             "gevent-x4"]
+    order = ["dev-single", "dev-threaded", "dev-processes", "sync-x1", "sync-x4", "sync-x4-preload", "gthread-2x8",
+             "gthread-2x8-preload", "gevent-x1", "gevent-x4"]
     scenarios.sort(key=lambda s: (order.index(s.name) if s.name in order else len(order), s.name))
     return {s.name: s for s in scenarios}
 

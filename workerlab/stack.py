@@ -205,6 +205,10 @@ class NativeStack(ManagedStack):
         data = self.run_dir / "data"
         return data / f"i{index + 1}" if self.scenario.instances > 1 else data
 
+    def dirty_pidfile(self, index: int) -> Path:
+        """Where app instance ``index``'s dirty arbiter writes its pid (gunicorn.conf.py, on_dirty_starting)."""
+        return self.run_dir / f"dirty-arbiter-i{index + 1}.pid"
+
     def app_env(self, index: int, port: int) -> dict[str, str]:
         env = self._base_env()
         env.update(dict(self.scenario.env))
@@ -214,6 +218,7 @@ class NativeStack(ManagedStack):
             "LAB_RACE_WINDOW": self.race_window,
             "LAB_DATA_DIR": str(self.data_dir(index)),
             "LAB_SECRET_KEY": self.secret_key,
+            "LAB_DIRTY_PIDFILE": str(self.dirty_pidfile(index)),
         })
         if "redis" in self.ports:
             env["LAB_REDIS_URL"] = f"redis://127.0.0.1:{self.ports['redis']}/0"
@@ -261,9 +266,8 @@ class NativeStack(ManagedStack):
             checks.append(("memcached", lambda: _tcp_answers(self.ports["memcached"], b"version\r\n", b"VERSION")))
         if "manager" in self.ports:
             checks.append(("manager", lambda: self._port_open("manager")))
-        for index, port in enumerate(self.app_ports):
-            url = f"http://127.0.0.1:{port}"
-            checks.append((f"app-i{index + 1}", lambda url=url: self.app_answers(url)))
+        for index in range(len(self.app_ports)):
+            checks.append((f"app-i{index + 1}", lambda index=index: self._app_healthy(index)))
         if "nginx" in self.ports:
             checks.append(("nginx", lambda: self.app_answers(self.url)))
         by_name = {c.name: c for c in self.children.children}
@@ -281,6 +285,17 @@ class NativeStack(ManagedStack):
     def app_answers(self, url: str) -> bool:
         """Is the app at `url` (an instance, or nginx in front) up? The lab's app answers /health in JSON."""
         return http_json(f"{url}/health") is not None
+
+    def _app_healthy(self, index: int) -> bool:
+        """Instance ``index`` answers, and its dirty arbiter (when the scenario runs one) said its pid."""
+        if not self.app_answers(f"http://127.0.0.1:{self.app_ports[index]}"):
+            return False
+        return not self.runs_stash or self.dirty_pidfile(index).exists()
+
+    @property
+    def runs_stash(self) -> bool:
+        """Does this stack's gunicorn start the dirty arbiter (the lab's gunicorn.conf.py, DIRTY_WORKERS)?"""
+        return self.scenario.has_stash
 
     def _port_open(self, name: str) -> bool:
         try:
@@ -314,6 +329,8 @@ class NativeStack(ManagedStack):
             except subprocess.TimeoutExpired:
                 os.killpg(child.proc.pid, signal.SIGKILL)
                 child.proc.wait(timeout=GRACE_S)
+        if name.startswith("app-"):  # a new master forks a new dirty arbiter, which writes its own pid
+            self.dirty_pidfile(int(name.rsplit("i", 1)[-1]) - 1).unlink(missing_ok=True)
         child.start()
         checks = {
             "redis": lambda: _tcp_answers(self.ports["redis"], b"PING\r\n", b"PONG"),
@@ -324,7 +341,7 @@ class NativeStack(ManagedStack):
         healthy = checks.get(name)
         if healthy is None:
             index = int(name.rsplit("i", 1)[-1]) - 1
-            healthy = lambda: http_json(f"http://127.0.0.1:{self.app_ports[index]}/health") is not None  # noqa: E731
+            healthy = lambda: self._app_healthy(index)  # noqa: E731
         deadline = time.monotonic() + timeout
         while not healthy():
             if not child.alive():
@@ -342,12 +359,23 @@ class NativeStack(ManagedStack):
         return child.proc.pid
 
     def app_worker_pids(self, index: int = 0) -> list[int]:
-        """The worker processes of app instance ``index`` (gunicorn's children), oldest first."""
+        """The HTTP worker processes of app instance ``index`` (gunicorn's children but its dirty arbiter),
+        oldest first."""
         try:
             workers = psutil.Process(self.app_master_pid(index)).children()
         except psutil.NoSuchProcess:
             return []
-        return [p.pid for p in sorted(workers, key=lambda p: p.create_time())]
+        dirty = self.dirty_arbiter_pid(index)
+        return [p.pid for p in sorted(workers, key=lambda p: p.create_time()) if p.pid != dirty]
+
+    def dirty_arbiter_pid(self, index: int = 0) -> int | None:
+        """The pid of app instance ``index``'s dirty arbiter, when its scenario runs one and it has started."""
+        if not self.scenario.has_stash:
+            return None
+        try:
+            return int(self.dirty_pidfile(index).read_text())
+        except (OSError, ValueError):
+            return None
 
     def signal_app(self, sig: int, *, index: int = 0, target: str = "worker", worker: int = 0) -> int:
         """Send ``sig`` to app instance ``index``: its master, or its ``worker``-th worker. Returns the pid."""

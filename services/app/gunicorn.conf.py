@@ -24,6 +24,15 @@ worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))
 max_requests = int(os.environ.get("MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "0"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# PRELOAD=1: the master imports the app (labapp.wsgi creates it) and forks the workers from it.
+preload_app = os.environ.get("PRELOAD", "0") == "1"
+# DIRTY_WORKERS>0: the master also forks gunicorn's dirty arbiter, which holds gunicorn.dirty.stash (the
+# gunicorn-stash strategy); gunicorn starts it only when a dirty app is named too.
+dirty_workers = int(os.environ.get("DIRTY_WORKERS", "0"))
+dirty_apps = ["labapp.dirty:StashHolder"] if dirty_workers else []
+# gunicorn keeps the dirty arbiter's pid in <tmp>/gunicorn-dirty-<proc_name>.pid and, starting, kills the
+# process that file names: every master of the machine needs a name of its own (the lab runs several).
+proc_name = "worker-lab-{}-{}".format(os.environ.get("LAB_INSTANCE", "i1"), bind.rpartition(":")[2])
 graceful_timeout = 5
 keepalive = 5
 # A control socket under ~/.gunicorn would outlive the run and collide between runs.
@@ -31,3 +40,15 @@ control_socket_disable = True
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "warning")
+
+
+def on_dirty_starting(arbiter):
+    """In the dirty arbiter, as it starts: say which of the master's children it is (LAB_DIRTY_PIDFILE), so
+    the lab's faults never take it for an HTTP worker."""
+    path = os.environ.get("LAB_DIRTY_PIDFILE")
+    if path:
+        try:
+            with open(path, "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as exc:  # never let the lab's note stop the arbiter
+            arbiter.log.warning("LAB_DIRTY_PIDFILE %s: %s", path, exc)

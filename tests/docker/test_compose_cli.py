@@ -70,6 +70,9 @@ def test_every_scenario_renders(cli, scenario):
     replicas = re.findall(r"replicas: (\d+)", text)
     assert replicas and replicas[0] == env["INSTANCES"], replicas
     assert re.search(rf"SERVER: '?\"?{re.escape(env['SERVER'])}", text), "env_file did not reach the app"
+    for key in ("PRELOAD", "DIRTY_WORKERS"):  # gunicorn.conf.py reads them in the container as natively
+        if key in env:
+            assert re.search(rf"{key}: '?\"?{re.escape(env[key])}", text), f"{key} did not reach the app"
     # Published ports: v1 prints "- HOST_IP:PUBLISHED:TARGET/tcp", v2 a mapping with host_ip.
     blocks = port_blocks(text)
     assert len(blocks) == 2, "nginx and the locust UI publish ports, nothing else"

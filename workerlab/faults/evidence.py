@@ -27,6 +27,15 @@ def every_worker_replaced(info: dict) -> str | None:
     return None
 
 
+def master_restarted(info: dict) -> str | None:
+    """A deploy's restart: another gunicorn master serves after it."""
+    if info.get("new_master_pid") is None:
+        return "no gunicorn master answered after the restart"
+    if info.get("new_master_pid") == info.get("pid"):
+        return f"the same master {info.get('pid')} serves after the restart"
+    return None
+
+
 def workers_recycled(info: dict) -> str | None:
     """max_requests: more worker processes served over the run than the scenario runs at once."""
     seen, at_once = info.get("worker_pids_seen", 0), info.get("workers_before", 0)

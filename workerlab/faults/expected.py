@@ -34,6 +34,13 @@ PROCESS_RESET = {
     "worker-kill": "the killed worker's globals die with it; the master forks a fresh one that counts from zero",
     "worker-recycle": "max_requests retires workers all run long, each taking its count with it",
     "graceful-reload": "HUP replaces every worker: new processes, fresh module globals",
+    "master-restart": "a new master forks new workers: fresh module globals",
+}
+STASH = {  # gunicorn.dirty.stash: tables in the dirty arbiter's memory
+    "process": (SURVIVES, "the stash lives in the dirty arbiter, which outlives the HTTP workers (a HUP reloads "
+                          "the dirty workers, not the arbiter)"),
+    "master": (RESETS, "the stash lives in the dirty arbiter's memory; a new master forks a new, empty one (its "
+                       "source: 'if the arbiter restarts, all data is lost')"),
 }
 
 
@@ -49,12 +56,16 @@ def expect_fault(strategy: str, fault: Fault, scenario: Scenario) -> FaultExpect
     if confound:
         return FaultExpectation(_v(ANY), f"not judged: the scenario alone already gives {'+'.join(sorted(confound))}"
                                            f" ({base.reason})")
-    if fault.hits == "process":
+    if fault.hits in STASH and where == "stash":
+        word, why = STASH[fault.hits]
+        return FaultExpectation(_v(word), why)
+    if fault.hits in ("process", "master"):
         if where == "process":
             return FaultExpectation(_v(RESETS), PROCESS_RESET[fault.name])
         if where == "cookie":
             return FaultExpectation(_v(SURVIVES), "the state travels in the user's cookie, not in the worker")
-        return FaultExpectation(_v(SURVIVES), f"the state lives in {WHERE[where]}, outside the worker")
+        outside = "the worker" if fault.hits == "process" else "gunicorn's processes"
+        return FaultExpectation(_v(SURVIVES), f"the state lives in {WHERE[where]}, outside {outside}")
     if fault.hits == "sqlite":
         return FaultExpectation(_v(SURVIVES), "the killed transaction never committed and rolls back; "
                                                 "every committed increment is in the WAL")

@@ -106,6 +106,14 @@ def _loaded(pid: int, library: str) -> bool:
         return False
 
 
+def inject_master_restart(inj: Injection) -> None:
+    """SIGTERM to app instance 1's process group (a deploy, a container restart): the gunicorn master, its
+    workers and its dirty arbiter stop gracefully; then the app starts again on the same port."""
+    inj.mark(pid=inj.stack.app_master_pid(0), signal="SIGTERM")
+    inj.info["restart_s"] = round(inj.stack.restart("app-i1", signal.SIGTERM), 3)
+    inj.info["new_master_pid"] = inj.stack.app_master_pid(0)
+
+
 def inject_restart(name: str) -> Callable[[Injection], None]:
     """The injector that kills -9 and restarts the stack's sidecar ``name`` (redis, memcached)."""
 

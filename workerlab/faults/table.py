@@ -10,6 +10,7 @@ from . import evidence
 from .injectors import (
     Injection,
     inject_graceful_reload,
+    inject_master_restart,
     inject_memcached_evict,
     inject_nginx_reload,
     inject_nothing,
@@ -31,6 +32,7 @@ SCOPES: dict[str, tuple[str, str]] = {
     "mp-manager": ("store", "manager"),
     "server-session-redis": ("session", "redis"),
     "cookie-session": ("session", "cookie"),
+    "gunicorn-stash": ("store", "stash"),
 }
 FAULT_STRATEGIES = tuple(SCOPES)
 WHERE = {
@@ -40,6 +42,7 @@ WHERE = {
     "sqlite": "an SQLite file (WAL)",
     "manager": "the manager server process",
     "cookie": "the user's signed cookie",
+    "stash": "gunicorn's dirty arbiter (gunicorn.dirty.stash), a child of the master",
 }
 
 # -- the declarations -----------------------------------------------------------------------
@@ -50,7 +53,7 @@ class Fault:
     name: str
     summary: str
     inject: Callable[[Injection], None]
-    hits: str  # what it restarts: process | redis | memcached | sqlite | nginx
+    hits: str  # what it restarts: process | master | redis | memcached | sqlite | nginx
     proof: evidence.Evidence  # what in the injector's record proves it happened (workerlab/faults/evidence.py)
     moment: bool = True  # False: lasts the whole run
     needs_gunicorn: bool = False
@@ -80,6 +83,9 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           app_env=(("MAX_REQUESTS", str(RECYCLE_MAX_REQUESTS)), ("MAX_REQUESTS_JITTER", str(RECYCLE_JITTER)))),
     Fault("graceful-reload", "SIGHUP to the gunicorn master: every worker replaced gracefully",
           inject_graceful_reload, "process", evidence.every_worker_replaced, needs_gunicorn=True),
+    Fault("master-restart", "SIGTERM to the gunicorn master's process group (a deploy): master, workers and dirty "
+          "arbiter stop gracefully, then the app starts again", inject_master_restart, "master",
+          evidence.master_restarted, needs_gunicorn=True),
     Fault("redis-restart", "kill -9 and restart of redis without persistence", inject_restart("redis"), "redis",
           evidence.server_restarted),
     Fault("redis-restart-aof-always", "kill -9 and restart of redis with appendonly, appendfsync always",

@@ -41,6 +41,10 @@ class UserAppStack(NativeStack):
         self.python = str(venv / "bin" / "python")
         self.app_cwd = declaration.app_dir
 
+    @property
+    def runs_stash(self) -> bool:
+        return False  # the user's app runs under the lab's served/gunicorn_conf.py: no dirty arbiter
+
     def app_answers(self, url: str) -> bool:
         return answers(url + self.declaration.health)
 

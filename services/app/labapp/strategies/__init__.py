@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from . import (
     cache_counter,
+    fork_safety,
+    gunicorn_stash,
     locked_global,
     manager_counter,
     memcached_counter,
@@ -29,6 +31,8 @@ MODULES = (
     session_dict,
     session_counter,
     request_isolation,
+    fork_safety,
+    gunicorn_stash,
 )
 
 REGISTRY: dict[str, Strategy] = {s.name: s for module in MODULES for s in module.STRATEGIES}

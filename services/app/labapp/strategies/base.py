@@ -11,13 +11,15 @@ the load generator exercises it and which checker judges it:
 - ``same-user``: many concurrent requests carry one user's session; judged as a
   counter (does the session keep every increment?).
 - ``isolation``: a request stores a token, yields, reads it back.
+- ``nonce``: a request writes its token (a nonce) to a store under a key of its own, yields, reads it
+  back through the same client; judged for answers that belong to another request (``crossed``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CHECKS = ("counter", "session", "same-user", "isolation")
+CHECKS = ("counter", "session", "same-user", "isolation", "nonce")
 
 
 @dataclass

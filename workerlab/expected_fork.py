@@ -1,0 +1,101 @@
+"""Expected verdicts of the fork-safety rows (clients and threads made at import, and their fixes) and of
+gunicorn's own shared store (``gunicorn-stash``): a topic of its own beside workerlab/expected.py, which
+asks here for these strategies."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from loadtests.checkers import NOT_READ_BACK
+from loadtests.verdicts import CROSSED, DIVERGES, ERROR, LOST_UPDATES
+
+from .expected import CORRECT_VERDICT, Expectation, _v, shared_racy
+from .scenarios import Scenario
+
+# The causes an expected error names (the app's JSON "error: message", or the checker's own text).
+NO_ARBITER = r"^sidecar-unreachable: gunicorn-stash unreachable: no dirty arbiter"
+# python-memcached swallows a reply of the wrong kind (the read answers nothing: not read back); a reply torn
+# between two readers leaves a "VALUE ..." line it cannot split (ValueError).
+PYTHON_MEMCACHED_SHARED = "^(" + re.escape(NOT_READ_BACK) + "$|internal: ValueError$)"
+# What pymemcache raises when one socket serves several readers: a reply of the wrong kind or for another key
+# (MemcacheUnknownError, KeyError, ValueError), a reply another reader took (timed out), a socket another
+# thread closed (Bad file descriptor, AttributeError on its None), gevent refusing a second reader
+# (AssertionError, "closed in another greenlet").
+PYMEMCACHE_SHARED = (r"^(internal: (MemcacheUnknownError|KeyError|ValueError|AttributeError|AssertionError)$"
+                     r"|sidecar-unreachable: memcached unreachable: .*(timed out|Bad file descriptor"
+                     r"|closed in another greenlet|MemcacheUnexpectedCloseError))")
+
+
+def import_redis(s: Scenario) -> Expectation:
+    return Expectation(CORRECT_VERDICT, "redis-py's pool remembers the pid that made its connections and makes new "
+                                        "ones in any other process; between threads it hands each its own")
+
+
+def import_pymemcache(s: Scenario) -> Expectation:
+    why = ("pymemcache checks the key of every reply it reads and raises when it is another's: a crossed answer "
+           "shows as an error, never as a wrong value")
+    if s.app_made_before_fork:
+        return Expectation(_v(ERROR), f"the socket opened at import is copied into every process, and a reply goes "
+                                      f"to whichever reads first; {why}", cause=PYMEMCACHE_SHARED)
+    if s.in_process_concurrency == "threads":
+        return Expectation(_v(ERROR), f"one socket shared by the threads of a process (a Client is not "
+                                      f"thread-safe); {why}", cause=PYMEMCACHE_SHARED)
+    if s.in_process_concurrency == "greenlets":
+        return Expectation(_v(ERROR), "one patched socket shared by the greenlets of a process: gevent refuses a "
+                                      "second reader, and replies go astray", cause=PYMEMCACHE_SHARED)
+    return Expectation(CORRECT_VERDICT, "a socket per process, used by one request at a time")
+
+
+def import_python_memcached(s: Scenario) -> Expectation:
+    if s.app_made_before_fork and s.in_process_concurrency == "none":
+        return Expectation(_v(CROSSED, ERROR), "the importing thread's socket is copied into every process, which "
+                                               "serves on that same thread; python-memcached does not check the key "
+                                               "of a reply, so a request gets another's value (or none, or a "
+                                               "torn line)",
+                           cause=PYTHON_MEMCACHED_SHARED)
+    if s.app_made_before_fork:
+        return Expectation(CORRECT_VERDICT, "the Client is a threading.local: the worker threads that serve each "
+                                            "open a socket of their own; only the importing thread had one")
+    return Expectation(CORRECT_VERDICT, "a socket per thread (per greenlet when patched), opened in the process "
+                                        "that serves")
+
+
+def lazy_pymemcache(s: Scenario) -> Expectation:
+    return Expectation(CORRECT_VERDICT, "each process makes its own pool on first use, after any fork; the pool "
+                                        "lends each thread or greenlet a connection of its own")
+
+
+def import_thread(s: Scenario) -> Expectation:
+    if s.app_made_before_fork:
+        return Expectation(_v(LOST_UPDATES), "the refresher thread runs in the process that made the app only: "
+                                             "fork copies the calling thread alone, so the serving processes' copy "
+                                             "never changes (gunicorn #2779, #1666)")
+    return Expectation(CORRECT_VERDICT, "each process made the app, so each runs its own refresher")
+
+
+def lazy_thread(s: Scenario) -> Expectation:
+    return Expectation(CORRECT_VERDICT, "each process starts its own refresher on first use, after any fork")
+
+
+def gunicorn_stash(s: Scenario) -> Expectation:
+    if not s.has_stash:
+        return Expectation(_v(ERROR), "no dirty arbiter in this server, so no stash (it needs gunicorn with "
+                                      "dirty_workers and dirty_apps)", cause=NO_ARBITER)
+    one_master = shared_racy(replace(s, instances=1), "stash")  # the processes of one master share one
+    if s.instances > 1:
+        return Expectation(one_master.verdict | {DIVERGES}, f"each instance's master holds a stash of its own; "
+                                                            f"within one, {one_master.reason}",
+                           one_master.rests_on_window)
+    return one_master
+
+
+RULES = {
+    "import-redis": import_redis,
+    "import-pymemcache": import_pymemcache,
+    "import-python-memcached": import_python_memcached,
+    "lazy-pymemcache": lazy_pymemcache,
+    "import-thread": import_thread,
+    "lazy-thread": lazy_thread,
+    "gunicorn-stash": gunicorn_stash,
+}
