@@ -120,8 +120,25 @@ class VerdictGrid:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         wide = self.wide()
-        natural = Measurement.get(console, options.update_width(10_000), wide).maximum
-        yield wide if natural <= options.max_width else self.narrow()
+
+        def width(renderable) -> int:
+            return Measurement.get(console, options.update_width(10_000), renderable).maximum
+
+        if width(wide) <= options.max_width:
+            yield wide
+            return
+        # One glyph table per group of scenarios, as many groups as it takes for each to fit (14 scenarios and
+        # 30-character strategy names do not fit 80 columns in one).
+        n = len(self.scenarios)
+        for parts in range(1, n + 1):
+            size = -(-n // parts)
+            groups = [self.scenarios[i:i + size] for i in range(0, n, size)]
+            tables = [self.narrow_table(g) for g in groups]
+            if all(width(t) <= options.max_width for t in tables) or size == 1:
+                break
+        yield Text(self.title, style="table.title")
+        yield from tables
+        yield from self.legend()
 
     def wide(self) -> Table:
         table = Table(title=self.title, show_lines=False)
@@ -142,15 +159,16 @@ class VerdictGrid:
             table.add_row(strategy, *row)
         return table
 
-    def narrow(self) -> Group:
+    def narrow_table(self, scenarios: list[str]) -> Table:
         short = short_names(self.scenarios)
+        columns = [self.scenarios.index(s) for s in scenarios]
         table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)  # the title goes above, unfolded
         table.add_column("strategy", no_wrap=True)
-        for s in self.scenarios:
+        for s in scenarios:
             table.add_column(short[s], no_wrap=True)
-        for strategy, cells in self.rows:
+        for strategy, all_cells in self.rows:
             row = []
-            for c in cells:
+            for c in (all_cells[i] for i in columns):
                 if c is None:
                     row.append(Text(""))
                 elif c["match"] is not False:  # matched, or not judged (the legend's '·' when expected "any")
@@ -159,11 +177,18 @@ class VerdictGrid:
                     row.append(Text.assemble((MISMATCH, "bold red"), glyphs(c["observed"]["verdict"]), "\n",
                                              (WANTED, "dim"), glyphs(c["expected"]["verdict"])))
             table.add_row(strategy, *row)
+        return table
+
+    def legend(self) -> list[Columns]:
+        short = short_names(self.scenarios)
         headers = [Text.assemble((short[s], "bold"), f" {s}") for s in self.scenarios]
         words = [Text.assemble(glyphs([w]), f" {w}") for w in (*MATRIX_WORDS, ANY)]
         words += [Text.assemble((MISMATCH, "bold red"), " differs from expected"), Text(f"{WANTED} expected")]
-        return Group(Text(self.title, style="table.title"), table, Columns(headers, padding=(0, 3)),
-                     Columns(words, padding=(0, 3)))
+        return [Columns(headers, padding=(0, 3)), Columns(words, padding=(0, 3))]
+
+    def narrow(self) -> Group:
+        """Every scenario in one glyph table, with its legend."""
+        return Group(Text(self.title, style="table.title"), self.narrow_table(self.scenarios), *self.legend())
 
 
 def glyphs(words) -> Text:
