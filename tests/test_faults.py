@@ -1,7 +1,8 @@
 """Faults injected mid-run on a real sync-x4 stack: observed fault verdict == declared expectation.
 
 One small cell per (fault, strategy) pair below - every fault kind at least once - at 6 users
-x 25 requests/s for 2.2 s, the fault 1.3 s in. The complete (fault x strategy) table runs under
+x 25 requests/s for 2.2 s (8 s for a master restart, to see the app back), the fault 1.3 s in; gunicorn's
+stash on sync-x1, where one worker keeps it correct. The complete (fault x strategy) table runs under
 the ``faults`` marker (``make faults-test``). The checker tests at the top start no server.
 """
 
@@ -16,6 +17,9 @@ from loadtests.verdicts import ANY, FAULT_WORDS
 from workerlab.faults import FAULT_STRATEGIES, FAULTS, QUICK, LoadShape, expect_fault, run_faults
 
 SMALL = LoadShape(users=6, per_user_rps=25, seconds=2.2, at_s=1.3)
+# A master restart keeps the app away for seconds (a graceful stop, then a new master imports the app): the
+# load outlasts it, so the cell sees the recovery.
+LONGER = {"master-restart": LoadShape(users=6, per_user_rps=25, seconds=8.0, at_s=1.3)}
 
 # Every fault kind, with the strategies whose outcome it decides.
 PLAN = {
@@ -169,7 +173,8 @@ def _run_plan(output, scenario, plan: dict) -> dict:
     """Every (fault, strategy) cell of ``plan`` under ``scenario``, by (fault, strategy)."""
     cells = {}
     for fault, strategies in plan.items():
-        run, interrupted = run_faults({scenario.name: scenario}, [FAULTS[fault]], strategies, SMALL, output)
+        run, interrupted = run_faults({scenario.name: scenario}, [FAULTS[fault]], strategies,
+                                      LONGER.get(fault, SMALL), output)
         assert not interrupted
         for c in run.data["cells"]:
             cells[(c["fault"], c["strategy"])] = c
