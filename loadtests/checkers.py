@@ -110,6 +110,12 @@ def realtime_violations(acks: list[dict]) -> tuple[int, list[dict]]:
     return violations, examples
 
 
+def _load_of(history: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+    """A cell's load requests, those of them still in flight when it ended, and the answered rest."""
+    load = [e for e in history if e.get("phase", "load") == "load"]
+    return (load, *_unanswered_and_rest(load))
+
+
 def _unanswered_and_rest(load: list[dict]) -> tuple[list[dict], list[dict]]:
     """The requests still in flight when the cell ended (sent, never answered), and the answered rest."""
     unanswered = [e for e in load if e.get("unanswered")]
@@ -185,8 +191,7 @@ def _realtime_per_process(acks: list[dict]) -> tuple[int, list[dict]]:
 def check_counter(history: list[dict]) -> CheckResult:
     """Every documented rule is a verdict word; what the history cannot decide is ``inconclusive``, with the
     reason in the notes. See the module docstring and README "How a cell is judged"."""
-    load = [e for e in history if e.get("phase", "load") == "load"]
-    unanswered, answered = _unanswered_and_rest(load)
+    load, unanswered, answered = _load_of(history)
     acks = [e for e in answered if ok(e) and isinstance(e.get("value"), int)]
     malformed = [e for e in answered if ok(e) and not isinstance(e.get("value"), int)]
     errors = [e for e in answered if not ok(e)]
@@ -309,8 +314,7 @@ def _counts_from_one(values: list[int]) -> bool:
 
 
 def check_sessions(history: list[dict]) -> CheckResult:
-    load = [e for e in history if e.get("phase", "load") == "load"]
-    unanswered, answered = _unanswered_and_rest(load)
+    load, unanswered, answered = _load_of(history)
     by_client: dict[str, list[dict]] = defaultdict(list)
     errors = [e for e in answered if not ok(e)]
     for e in answered:
@@ -366,8 +370,7 @@ def check_sessions(history: list[dict]) -> CheckResult:
 
 
 def check_isolation(history: list[dict]) -> CheckResult:
-    load = [e for e in history if e.get("phase", "load") == "load"]
-    unanswered, answered = _unanswered_and_rest(load)
+    load, unanswered, answered = _load_of(history)
     acks = [e for e in answered if ok(e)]
     errors = [e for e in answered if not ok(e)]
     leaks = [e for e in acks if e.get("value") != e.get("sent")]
@@ -392,8 +395,7 @@ def check_isolation(history: list[dict]) -> CheckResult:
 
 
 def check_unique(history: list[dict]) -> CheckResult:
-    load = [e for e in history if e.get("phase", "load") == "load"]
-    unanswered, answered = _unanswered_and_rest(load)
+    load, unanswered, answered = _load_of(history)
     acks = [e for e in answered if ok(e) and e.get("value") is not None]
     errors = [e for e in answered if not ok(e)]
     value_counts = Counter(str(e["value"]) for e in acks)
@@ -418,8 +420,7 @@ def check_unique(history: list[dict]) -> CheckResult:
 
 def check_crossed(history: list[dict]) -> CheckResult:
     """A nonce written and read back under a request's own key: another request's nonce is ``crossed``."""
-    load = [e for e in history if e.get("phase", "load") == "load"]
-    unanswered, answered = _unanswered_and_rest(load)
+    load, unanswered, answered = _load_of(history)
     acks = [e for e in answered if ok(e)]
     errors = [e for e in answered if not ok(e)]
     by_nonce = {e["sent"]: e for e in load if e.get("sent") is not None}
