@@ -99,6 +99,7 @@ class BenchRun:
         self.ceilings = ceilings
         self.turns: dict[str, LabTurns] = {}
         self.plans: dict[str, Plan] = {}
+        self.stopping: float | None = None  # when the step's last event came: its stack stops from then
 
     def run(self) -> None:
         run_steps(self)
@@ -154,7 +155,7 @@ class BenchRun:
         if step.label == NGINX_ALONE:
             return
         record = self.record(step)
-        if getattr(self, "stopping", None):
+        if self.stopping is not None:
             record["stop_seconds"] = round(time.monotonic() - self.stopping, 3)
         for cell in record["cells"].values():
             cell["summary"] = summarize(cell["measurements"])
