@@ -1111,3 +1111,16 @@ def test_exited_entries_name_the_processes_that_served_load_and_are_gone():
     # 10 is gone; 11 is alive but unread (the checker must call that inconclusive); 12 was read.
     assert [(e["pid"], e["phase"], e["req"]) for e in exited] == [(10, "exited", 4)]
     assert exited_entries(history, lambda p: True, 2.0, itertools.count(4)) == []
+
+
+def test_an_answer_without_its_owner_is_a_leak_where_other_answers_name_theirs():
+    from loadtests.checkers import check_sessions
+
+    def e(req, client, value, **extra):
+        return {"client": client, "req": req, "op": "incr", "phase": "load", "invoke": req * 0.01,
+                "complete": req * 0.01 + 0.001, "status": 200, "value": value, "pid": 1, "instance": "i1", **extra}
+
+    named = [e(0, "u0", 1, owner="u0"), e(1, "u0", 2, owner="u0"), e(2, "u1", 1, owner="u1")]
+    assert check_sessions(named).verdict == {"correct"}
+    assert "leaks" in check_sessions(named + [e(3, "u1", 2)]).verdict  # the lab's app names every owner
+    assert check_sessions([e(0, "u0", 1), e(1, "u0", 2)]).verdict == {"correct"}  # a user's app names none
