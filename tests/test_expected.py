@@ -226,7 +226,8 @@ def test_clients_and_threads_made_at_import_are_expected_to_fail_only_where_shar
 def test_the_expected_pymemcache_errors_are_the_shared_sockets_never_a_crash(scenarios):
     e = expect("import-pymemcache", scenarios["gthread-2x8-preload"])
     shared = {"internal: MemcacheUnknownError": 20, "internal: KeyError": 3,
-              "sidecar-unreachable: memcached unreachable: OSError: [Errno 9] Bad file descriptor": 40}
+              "sidecar-unreachable: memcached unreachable: OSError: [Errno 9] Bad file descriptor": 40,
+              "internal: ConcurrentObjectUseError": 14}
     assert e.judge(v("error"), shared) is True
     assert e.judge(v("error"), {**shared, "HTTP 502": 1}) is False
     assert e.judge(v("error"), {"sidecar-unreachable: memcached unreachable: ConnectionRefusedError: [Errno 111]": 5}) \

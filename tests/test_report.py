@@ -357,7 +357,7 @@ def test_terminal_grid_is_readable_at_80_columns(sample):
              "gthread-2x8": "LD", "gevent-x1": "L", "gevent-x4": "LD", "gevent-unpatched": "L", "scale-out-3": "LD"}
     assert {name: rows["naive-global"][column[name]] for name in naive} == naive
     assert rows["redis-incr"][column["gevent-x1"]] == "!L"  # observed lost-updates where correct was expected ...
-    assert any("≠✓" in lines[i + 1] for i, x in enumerate(lines) if x.startswith(" redis-incr"))  # ... shown below
+    assert any("≠✓" in lines[i + 1] for i, x in enumerate(lines) if x.startswith("redis-incr"))  # ... shown below
     assert rows["server-session-redis-same-user"][column["scale-out-3"]] == "!LDXE"
     for word, glyph in (("correct", "✓"), ("lost-updates", "L"), ("diverges", "D"), ("leaks", "X"), ("error", "E")):
         assert f"{glyph} {word}" in text

@@ -21,7 +21,7 @@ PYTHON_MEMCACHED_SHARED = "^(" + re.escape(NOT_READ_BACK) + "$|internal: ValueEr
 # What pymemcache raises when one socket serves several readers: a reply of the wrong kind or for another key
 # (MemcacheUnknownError, KeyError, ValueError), a reply another reader took (timed out), a socket another
 # thread closed (Bad file descriptor, AttributeError on its None), gevent refusing a second reader
-# (AssertionError, "closed in another greenlet").
+# (ConcurrentObjectUseError, an AssertionError, or "closed in another greenlet").
 PYMEMCACHE_SHARED = (r"^(internal: (MemcacheUnknownError|KeyError|ValueError|AttributeError|AssertionError"
                      r"|ConcurrentObjectUseError)$"
                      r"|sidecar-unreachable: memcached unreachable: .*(timed out|Bad file descriptor"

@@ -107,7 +107,7 @@ def verdict_grid(data: dict) -> VerdictGrid:
 class VerdictGrid:
     """The matrix for the terminal, fitted to the console it is printed on: each cell's verdict in full
     words when the whole table fits the width; otherwise one glyph per verdict word (legend below)
-    and a short header per scenario, so that ten scenarios fit 80 columns."""
+    and a short header per scenario, so that twelve scenarios fit 80 columns."""
 
     def __init__(self, data: dict):
         self.data = data
@@ -162,7 +162,8 @@ class VerdictGrid:
     def narrow_table(self, scenarios: list[str]) -> Table:
         short = short_names(self.scenarios)
         columns = [self.scenarios.index(s) for s in scenarios]
-        table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)  # the title goes above, unfolded
+        table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False,  # the title goes above, unfolded
+                      show_edge=False)  # no blank edge columns
         table.add_column("strategy", no_wrap=True)
         for s in scenarios:
             table.add_column(short[s], no_wrap=True)

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -109,6 +110,7 @@ class NativeStack(ManagedStack):
         self.children = Children()
         self.ports: dict[str, int] = {}
         self.app_ports: list[int] = []
+        self.tmp_dir: Path | None = None  # the app's TMPDIR: gunicorn's dirty arbiter keeps its socket there
         self.secret_key = secrets.token_hex(32)
         self.manager_authkey = secrets.token_hex(16)
 
@@ -128,6 +130,9 @@ class NativeStack(ManagedStack):
 
     def _start_once(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Short (a Unix socket path has 107 bytes) and removed with the stack: gunicorn leaves its dirty
+        # arbiter's socket folder and pid file behind in TMPDIR when the arbiter does not end cleanly.
+        self.tmp_dir = Path(tempfile.mkdtemp(prefix="worker-lab-"))
         for name in ("redis", "memcached"):
             if name in self.sidecars:
                 find_binary("redis-server" if name == "redis" else name)
@@ -147,6 +152,9 @@ class NativeStack(ManagedStack):
 
     def stop(self) -> None:
         self.children.stop_all()
+        if self.tmp_dir is not None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            self.tmp_dir = None
 
     @property
     def url(self) -> str:
@@ -220,6 +228,8 @@ class NativeStack(ManagedStack):
             "LAB_SECRET_KEY": self.secret_key,
             "LAB_DIRTY_PIDFILE": str(self.dirty_pidfile(index)),
         })
+        if self.tmp_dir is not None:
+            env["TMPDIR"] = str(self.tmp_dir)
         if "redis" in self.ports:
             env["LAB_REDIS_URL"] = f"redis://127.0.0.1:{self.ports['redis']}/0"
         if "memcached" in self.ports:

@@ -195,6 +195,7 @@ class Refresher:
         self.thread.start()
 
     def _run(self) -> None:
+        failing = False
         while True:
             keys = list(self.watched)
             try:
@@ -202,8 +203,11 @@ class Refresher:
                     fresh = self.redis.mget([_counter_key(k) for k in keys])
                     self.values = {**self.values, **{k: int(v or 0) for k, v in zip(keys, fresh, strict=True)}}
                 self.refreshes += 1
-            except Exception as exc:  # redis away: keep the old copy, try again
-                log.warning("refresher: %s", exc)
+                failing = False
+            except Exception as exc:  # redis away: keep the old copy, try again (and say so once)
+                if not failing:
+                    log.warning("refresher: %s", exc)
+                failing = True
             time.sleep(REFRESH_PERIOD_S if keys else IDLE_PERIOD_S)
 
     def watch(self, key: str) -> None:

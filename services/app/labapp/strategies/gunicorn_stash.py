@@ -6,6 +6,8 @@ DIRTY_WORKERS). Every HTTP worker of that master reaches it over a Unix socket w
 store for the processes of one master. What its source promises (gunicorn/dirty/stash.py): the tables
 are ephemeral - "if the arbiter restarts, all data is lost" - and there is no atomic read-modify-write,
 so a count is a get, a window, then a put. Other masters (other instances) have stashes of their own.
+(Its docstring also shows a ``stashes = [...]`` attribute on a dirty app whose tables are "auto-created on
+arbiter start"; gunicorn 27.0.1's arbiter never reads it. Nothing is lost here: ``put`` makes a table.)
 """
 
 from __future__ import annotations
