@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := nginx redis-server memcached wrk
+APT_PACKAGES := nginx redis-server memcached wrk postgresql
 ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -17,6 +17,7 @@ help: ## List the targets
 setup: $(VENV)/.installed ## Install Debian packages and the venv (idempotent)
 	@missing=""; for b in nginx redis-server memcached wrk; do \
 	  command -v $$b >/dev/null || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -46,7 +47,7 @@ serve: setup ## Keep one stack up: make serve SCENARIO=gevent-x4
 	@test -n "$(SCENARIO)" || { echo "usage: make serve SCENARIO=name (make list shows them)"; exit 2; }
 	$(PY) -m workerlab serve $(SCENARIO) $(ARGS)
 
-test: setup ## Run the tests (real redis, memcached, nginx, gunicorn); browser and docker tests have their own targets
+test: setup ## Run the tests (real redis, memcached, nginx, gunicorn, PostgreSQL); browser and docker tests have their own targets
 	$(PY) -m pytest -q -m "not browser and not docker" $(ARGS)
 
 test-fast: setup ## Only the tests that start no server

@@ -1,4 +1,4 @@
-"""The native stack: redis, memcached, the manager server, the app instances and nginx.
+"""The native stack: redis, memcached, the manager server, PostgreSQL, the app instances and nginx.
 
 All on 127.0.0.1, on free ports, with configs and logs in the run folder.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 import jinja2
 import psutil
 
+from . import postgres
 from .paths import APP_DIR, NGINX_DIR
 from .procs import GRACE_S, Child, Children, ManagedStack, StackError, free_port, tail
 from .scenarios import Scenario
@@ -30,8 +31,13 @@ BIND_ATTEMPTS = 3
 # What each server logs when the port it was given got taken between our check and its bind.
 PORT_TAKEN_MESSAGES = ("Address already in use", "Address in use", "Connection in use")
 
-# binary -> Debian package that provides it
-BINARIES = {"redis-server": "redis-server", "memcached": "memcached", "nginx": "nginx"}
+# binary -> Debian package that provides it (PostgreSQL's programs are off PATH: postgres.server_binary)
+BINARIES = {"redis-server": "redis-server", "memcached": "memcached", "nginx": "nginx", "postgres": postgres.PACKAGE}
+# The sidecars a stack can start (`run --without` names them), and the binary each needs. PostgreSQL
+# (an initdb per stack) starts only where a strategy needs it (sidecars_for); the others always.
+SIDECARS = ("redis", "memcached", "manager", "postgres")
+BASE_SIDECARS = ("redis", "memcached", "manager")
+SIDECAR_BINARIES = {"redis": "redis-server", "memcached": "memcached", "postgres": "postgres"}
 # redis durability for NativeStack(redis_persistence=...): none (the default) or an append-only file.
 REDIS_PERSISTENCE = {
     "none": ["--save", "", "--appendonly", "no"],
@@ -41,6 +47,8 @@ REDIS_PERSISTENCE = {
 
 
 def find_binary(name: str) -> str:
+    if name == "postgres":
+        return postgres.server_binary(name)
     found = shutil.which(name) or next(
         (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()), None
     )
@@ -49,14 +57,26 @@ def find_binary(name: str) -> str:
     return found
 
 
-def missing_binaries() -> list[str]:
+def missing_binaries(sidecars: tuple[str, ...] = BASE_SIDECARS) -> list[str]:
+    """The binaries a stack with these sidecars (and nginx) needs that this machine lacks."""
     missing = []
-    for name in BINARIES:
+    for name in ("nginx", *(SIDECAR_BINARIES[s] for s in sidecars if s in SIDECAR_BINARIES)):
         try:
             find_binary(name)
         except StackError:
             missing.append(name)
     return missing
+
+
+def missing_message(missing: list[str]) -> str:
+    packages = " ".join(dict.fromkeys(BINARIES[name] for name in missing))
+    return f"missing {', '.join(missing)}: run 'make setup' (apt-get install {packages})"
+
+
+def sidecars_for(strategies, allowed: tuple[str, ...] = SIDECARS) -> tuple[str, ...]:
+    """The sidecars a stack for these strategies starts: the allowed ones, PostgreSQL only if one needs it."""
+    needed = {need for strategy in strategies for need in strategy.needs}
+    return tuple(s for s in allowed if s in BASE_SIDECARS or s in needed)
 
 
 def _tcp_answers(port: int, send: bytes, expect: bytes) -> bool:
@@ -80,7 +100,7 @@ class NativeStack(ManagedStack):
     """Bring a scenario's stack up on loopback; ``with`` stops everything it started."""
 
     def __init__(self, scenario: Scenario, run_dir: Path, *, race_window: str = "yield", direct: bool = False,
-                 sidecars: tuple[str, ...] = ("redis", "memcached", "manager"),
+                 sidecars: tuple[str, ...] = BASE_SIDECARS,
                  redis_persistence: str = "none", memcached_mb: int = 64, memcached_item_max: str | None = None,
                  app_extra_env: dict[str, str] | None = None, redis_env: dict[str, str] | None = None):
         self.scenario = scenario
@@ -101,6 +121,7 @@ class NativeStack(ManagedStack):
         self.app_ports: list[int] = []
         self.secret_key = secrets.token_hex(32)
         self.manager_authkey = secrets.token_hex(16)
+        self.postgres = postgres.PostgresServer(run_dir, secrets.token_hex(16)) if "postgres" in sidecars else None
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -118,9 +139,9 @@ class NativeStack(ManagedStack):
 
     def _start_once(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("redis", "memcached"):
-            if name in self.sidecars:
-                find_binary("redis-server" if name == "redis" else name)
+        for name in self.sidecars:
+            if name in SIDECAR_BINARIES:
+                find_binary(SIDECAR_BINARIES[name])
         if not self.direct:
             find_binary("nginx")
         if "redis" in self.sidecars:
@@ -129,6 +150,8 @@ class NativeStack(ManagedStack):
             self._start_memcached()
         if "manager" in self.sidecars:
             self._start_manager()
+        if self.postgres:
+            self._start_postgres()
         for index in range(self.scenario.instances):
             self._start_app(index)
         if not self.direct:
@@ -137,6 +160,8 @@ class NativeStack(ManagedStack):
 
     def stop(self) -> None:
         self.children.stop_all()
+        if self.postgres:
+            self.postgres.cleanup()
 
     @property
     def url(self) -> str:
@@ -180,6 +205,11 @@ class NativeStack(ManagedStack):
         self._child("manager", [sys.executable, "-m", "labapp.manager", "--address", f"127.0.0.1:{port}"],
                     env=env, cwd=APP_DIR)
 
+    def _start_postgres(self) -> None:
+        port = self.ports["postgres"] = free_port()
+        self.postgres.prepare()
+        self._child("postgres", self.postgres.argv(port), **self.postgres.child_settings())
+
     def _base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LAB_", "GUNICORN_", "FLASK_"))}
         env["PYTHONPATH"] = str(APP_DIR)
@@ -212,6 +242,8 @@ class NativeStack(ManagedStack):
         if "manager" in self.ports:
             env["LAB_MANAGER_ADDRESS"] = f"127.0.0.1:{self.ports['manager']}"
             env["LAB_MANAGER_AUTHKEY"] = self.manager_authkey
+        if "postgres" in self.ports:
+            env["LAB_POSTGRES_URL"] = self.postgres.url(self.ports["postgres"])
         env.update(self.app_extra_env)
         return env
 
@@ -246,14 +278,18 @@ class NativeStack(ManagedStack):
                               str(conf_dir / "error.log")])
 
     # -- health ----------------------------------------------------------------
+    def _sidecar_checks(self) -> dict:
+        """How each running sidecar says it is up."""
+        checks = {
+            "redis": lambda: _tcp_answers(self.ports["redis"], b"PING\r\n", b"PONG"),
+            "memcached": lambda: _tcp_answers(self.ports["memcached"], b"version\r\n", b"VERSION"),
+            "manager": lambda: self._port_open("manager"),
+            "postgres": lambda: self.postgres.accepting(self.ports["postgres"]),
+        }
+        return {name: check for name, check in checks.items() if name in self.ports}
+
     def _wait_healthy(self) -> None:
-        checks = []
-        if "redis" in self.ports:
-            checks.append(("redis", lambda: _tcp_answers(self.ports["redis"], b"PING\r\n", b"PONG")))
-        if "memcached" in self.ports:
-            checks.append(("memcached", lambda: _tcp_answers(self.ports["memcached"], b"version\r\n", b"VERSION")))
-        if "manager" in self.ports:
-            checks.append(("manager", lambda: self._port_open("manager")))
+        checks = list(self._sidecar_checks().items())
         for index, port in enumerate(self.app_ports):
             url = f"http://127.0.0.1:{port}/health"
             checks.append((f"app-i{index + 1}", lambda url=url: http_json(url) is not None))
@@ -304,12 +340,7 @@ class NativeStack(ManagedStack):
                 os.killpg(child.proc.pid, signal.SIGKILL)
                 child.proc.wait(timeout=GRACE_S)
         child.start()
-        checks = {
-            "redis": lambda: _tcp_answers(self.ports["redis"], b"PING\r\n", b"PONG"),
-            "memcached": lambda: _tcp_answers(self.ports["memcached"], b"version\r\n", b"VERSION"),
-            "manager": lambda: self._port_open("manager"),
-            "nginx": lambda: http_json(f"{self.url}/health") is not None,
-        }
+        checks = {**self._sidecar_checks(), "nginx": lambda: http_json(f"{self.url}/health") is not None}
         healthy = checks.get(name)
         if healthy is None:
             index = int(name.rsplit("i", 1)[-1]) - 1
@@ -361,4 +392,4 @@ class NativeStack(ManagedStack):
                 "logs": str(self.run_dir / "logs")}
 
 
-__all__ = ["NativeStack", "StackError", "missing_binaries", "tail"]
+__all__ = ["SIDECARS", "NativeStack", "StackError", "missing_binaries", "missing_message", "sidecars_for", "tail"]
