@@ -5,8 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# What the lab runs, as command:Debian package (gcc builds the redis host-crash shim of `make faults`).
-APT_NEEDS := nginx:nginx redis-server:redis-server memcached:memcached wrk:wrk cc:gcc cc:libc6-dev
+# What the lab runs, as command:Debian package (gcc builds the redis host-crash shim of `make faults`;
+# PostgreSQL's initdb is not on PATH in Debian, so its need is a path).
+APT_NEEDS := nginx:nginx redis-server:redis-server memcached:memcached wrk:wrk cc:gcc cc:libc6-dev \
+  /usr/lib/postgresql/*/bin/initdb:postgresql
 ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -17,7 +19,7 @@ help: ## List the targets
 
 setup: $(VENV)/.installed ## Install Debian packages and the venv (idempotent)
 	@missing=""; for need in $(APT_NEEDS); do b=$${need%%:*}; \
-	  command -v $$b >/dev/null || [ -x /usr/sbin/$$b ] || missing="$$missing $${need#*:}"; done; \
+	  command -v $$b >/dev/null || [ -x /usr/sbin/$$b ] || ls $$b >/dev/null 2>&1 || missing="$$missing $${need#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -47,7 +49,7 @@ serve: setup ## Keep one stack up: make serve SCENARIO=gevent-x4
 	@test -n "$(SCENARIO)" || { echo "usage: make serve SCENARIO=name (make list shows them)"; exit 2; }
 	$(PY) -m workerlab serve $(SCENARIO) $(ARGS)
 
-test: setup ## Run the tests (real redis, memcached, nginx, gunicorn); browser and docker tests have their own targets
+test: setup ## Run the tests (real redis, memcached, nginx, gunicorn, PostgreSQL); browser and docker tests have their own targets
 	$(PY) -m pytest -q -m "not browser and not docker" $(ARGS)
 
 test-fast: setup ## Only the tests that start no server

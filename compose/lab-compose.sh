@@ -95,22 +95,25 @@ write_state() {
             echo "SCENARIO=$1"
             echo "LAB_SECRET_KEY=$(new_secret)"
             echo "LAB_MANAGER_AUTHKEY=$(new_secret)"
+            echo "LAB_POSTGRES_PASSWORD=$(new_secret)"
         } >"$STATE"
     )
 }
 
 load_state() {
     # Settings of the running stack (down, ps, logs need the same file to interpolate).
-    local scenario="" key="" auth=""
+    local scenario="" key="" auth="" pgpass=""
     if [[ -f "$STATE" ]]; then
         scenario="$(sed -n 's/^SCENARIO=//p' "$STATE")"
         key="$(sed -n 's/^LAB_SECRET_KEY=//p' "$STATE")"
         auth="$(sed -n 's/^LAB_MANAGER_AUTHKEY=//p' "$STATE")"
+        pgpass="$(sed -n 's/^LAB_POSTGRES_PASSWORD=//p' "$STATE")"
     fi
     [[ -n "$scenario" && -f "$SCENARIO_DIR/$scenario.env" ]] || scenario="$(scenario_names | sed -n 1p)"
     export SCENARIO="$scenario"
     # Placeholders only let compose interpolate for commands that start nothing.
-    export LAB_SECRET_KEY="${key:-unused}" LAB_MANAGER_AUTHKEY="${auth:-unused}"
+    export LAB_SECRET_KEY="${key:-unused}" LAB_MANAGER_AUTHKEY="${auth:-unused}" \
+        LAB_POSTGRES_PASSWORD="${pgpass:-unused}"
 }
 
 compose() {

@@ -14,7 +14,7 @@ sys.path[:0] = [str(_ROOT), str(_ROOT / "services" / "app")]
 from labtools import run_lab  # noqa: E402
 
 from workerlab.scenarios import load_scenarios  # noqa: E402
-from workerlab.stack import NativeStack  # noqa: E402
+from workerlab.stack import SIDECARS, NativeStack  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +52,8 @@ def cell(sub_matrix):
 
 @pytest.fixture(scope="module")
 def gthread_stack(tmp_path_factory, scenarios):
-    """A running gthread stack with nginx in front, for direct HTTP tests."""
-    with NativeStack(scenarios["gthread-2x8"], tmp_path_factory.mktemp("stack")) as stack:
+    """A running gthread stack with nginx in front and every sidecar (PostgreSQL too), for direct HTTP tests."""
+    with NativeStack(scenarios["gthread-2x8"], tmp_path_factory.mktemp("stack"), sidecars=SIDECARS) as stack:
         yield stack
 
 

@@ -53,7 +53,7 @@ class Victims:
         self.cookies: dict[str, requests.Session] = {}
 
     def setup(self) -> None:
-        for strategy in ("redis-incr", "sql-update", "memcached-incr", "mp-manager"):
+        for strategy in ("redis-incr", "sql-update", "memcached-incr", "mp-manager", "postgres-update"):
             for _ in range(5):
                 assert requests.get(f"{self.url}/s/{strategy}/incr", params={"key": self.key},
                                     timeout=TIMEOUT).status_code == 200
@@ -64,7 +64,7 @@ class Victims:
                 assert r.status_code == 200 and r.json()["value"] == n, r.text
 
     def check(self) -> None:
-        for strategy in ("redis-incr", "sql-update", "memcached-incr", "mp-manager"):
+        for strategy in ("redis-incr", "sql-update", "memcached-incr", "mp-manager", "postgres-update"):
             r = requests.get(f"{self.url}/s/{strategy}/read", params={"key": self.key}, timeout=TIMEOUT)
             assert r.status_code == 200 and r.json()["value"] == 5, (strategy, r.text)
         for strategy, session in self.cookies.items():

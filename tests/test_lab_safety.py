@@ -72,7 +72,7 @@ def test_every_service_listens_on_loopback_only(gthread_stack):
     pids = {gthread_stack_pid for gthread_stack_pid in gthread_stack.pids.values()}
     pids |= {d for pid in list(pids) for d in descendants(pid)}
     listening = [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in pids]
-    assert len(listening) >= 5  # redis, memcached, manager, app, nginx
+    assert len(listening) >= 6  # redis, memcached, manager, postgres, app, nginx
     assert all(c.laddr.ip == "127.0.0.1" for c in listening), listening
 
 
@@ -99,15 +99,20 @@ def test_a_sidecar_that_dies_is_named_in_a_503(gthread_stack):
     assert status == 200
 
 
-def test_run_goes_on_when_a_sidecar_is_down(tmp_path):
-    proc, data = run_lab(["-s", "sync-x1", "-t", "redis-incr,naive-global", "-n", "100", "-u", "10",
-                          "--without", "redis"], tmp_path)
+@pytest.mark.parametrize("sidecar, strategy, said", [
+    ("redis", "redis-incr", "redis unreachable"),
+    ("postgres", "postgres-update", "postgres unreachable: LAB_POSTGRES_URL is not set"),
+])
+def test_run_goes_on_when_a_sidecar_is_down(tmp_path, sidecar, strategy, said):
+    proc, data = run_lab(["-s", "sync-x1", "-t", f"{strategy},naive-global", "-n", "100", "-u", "10",
+                          "--without", sidecar], tmp_path)
     assert proc.returncode == 1, proc.stderr  # a cell differs from its expectation
     cells = {c["strategy"]: c for c in data["cells"]}
-    assert cells["redis-incr"]["observed"]["verdict"] == ["error"]
-    assert "redis unreachable" in json.dumps(cells["redis-incr"]["examples"])
+    assert cells[strategy]["observed"]["verdict"] == ["error"]
+    assert said in json.dumps(cells[strategy]["examples"])
     assert cells["naive-global"]["observed"]["verdict"] == ["correct"]
     assert "MISMATCH" in proc.stdout or "!!" in proc.stdout
+    assert "Traceback" not in proc.stderr
 
 
 def test_a_port_taken_between_pick_and_bind_gets_another(tmp_path, scenarios, monkeypatch):

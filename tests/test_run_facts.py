@@ -14,6 +14,7 @@ import pytest
 from labtools import ROOT
 
 from workerlab.results import cpu_quota, machine, of_planned, served_versions, versions
+from workerlab.stack import find_binary
 
 
 # -- the CPUs ---------------------------------------------------------------------------------------------------
@@ -69,7 +70,10 @@ def test_machine_records_the_cpus_this_process_may_use():
 def test_the_container_probe_asks_a_real_python_and_real_servers():
     """served_versions' probe, run here instead of in containers: it must find what versions() finds."""
     def on_this_host(service: str, argv: list[str]) -> subprocess.CompletedProcess:
-        argv = [sys.executable, *argv[1:]] if service == "app" else argv
+        if service == "app":
+            argv = [sys.executable, *argv[1:]]
+        elif service == "postgres":  # on PATH in its image; Debian keeps it in /usr/lib/postgresql/<version>/bin
+            argv = [find_binary("postgres"), *argv[1:]]
         return subprocess.run(argv, capture_output=True, text=True, timeout=30)
 
     served = served_versions(on_this_host)

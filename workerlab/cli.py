@@ -32,12 +32,10 @@ from .report_cli import report
 from .results import of_planned, summary_line
 from .scenarios import UnknownName, load_scenarios, pick
 from .stability import stability
-from .stack import NativeStack, missing_binaries
+from .stack import SIDECARS, NativeStack, missing_binaries, missing_message, sidecars_for
 from .strategies import RACE_WINDOWS, STRATEGIES
 from .ui_cli import ui
 from .userapp.command import run_app
-
-SIDECARS = ("redis", "memcached", "manager")
 
 console = Console()
 
@@ -103,9 +101,13 @@ def expected(scenario, strategy, race_window):
 def serve(scenario, direct, race_window):
     """Bring SCENARIO's stack up on 127.0.0.1 and keep it up until Ctrl-C."""
     scenarios, _ = _select([scenario], [])
+    missing = missing_binaries(SIDECARS)
+    if missing:
+        raise click.ClickException(missing_message(missing))
     run_dir = new_run_dir(RESULTS_DIR / "serve")
     phase("stack-start", scenario)
-    with NativeStack(scenarios[scenario], run_dir, race_window=race_window, direct=direct) as stack:
+    with NativeStack(scenarios[scenario], run_dir, race_window=race_window, direct=direct,
+                     sidecars=SIDECARS) as stack:
         console.print(f"[bold]{scenario}[/] is up: {stack.url}  (instances: "
                       + ", ".join(f"http://127.0.0.1:{p}" for p in stack.app_ports) + ")")
         console.print(f"try: curl '{stack.url}/s/naive-global/incr?key=demo'   logs: {run_dir / 'logs'}")
@@ -170,15 +172,15 @@ def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals,
         problem = engine_problem()
         if problem:
             raise click.ClickException(f"--engine compose needs a Docker engine:\n{problem}")
-    missing = missing_binaries() if engine == "native" else []
+    sidecars = tuple(s for s in SIDECARS if s not in without)
+    missing = missing_binaries(sidecars_for(strategies.values(), sidecars)) if engine == "native" else []
     if missing:
-        packages = " ".join(missing)
-        raise click.ClickException(f"missing {', '.join(missing)}: run 'make setup' (apt-get install {packages})")
+        raise click.ClickException(missing_message(missing))
     settings = RunSettings(
         requests=requests or (QUICK_REQUESTS if quick else 2000),
         users=users or (QUICK_USERS if quick else 50),
-        race_window=race_window, direct=direct, quick=quick,
-        sidecars=tuple(s for s in SIDECARS if s not in without), engine=engine, rate=rate, arrivals=arrivals,
+        race_window=race_window, direct=direct, quick=quick, sidecars=sidecars, engine=engine, rate=rate,
+        arrivals=arrivals,
     )
     with interrupt.shielded():  # the run folder and its first results.json come together
         run_dir = new_run_dir(output)

@@ -16,6 +16,7 @@ from . import procs
 from .paths import ROOT
 from .procs import ManagedStack, StackError, free_port, tail
 from .scenarios import Scenario
+from .stack import BASE_SIDECARS, SIDECARS
 
 LAB_COMPOSE = ROOT / "compose" / "lab-compose.sh"
 LAB_OVERRIDE = ROOT / "compose" / "compose.lab.yaml"
@@ -36,8 +37,8 @@ def engine_problem() -> str | None:
 
 class ComposeStack(ManagedStack):
     def __init__(self, scenario: Scenario, run_dir: Path, *, race_window: str = "yield", direct: bool = False,
-                 sidecars: tuple[str, ...] = ("redis", "memcached", "manager")):
-        if set(sidecars) != {"redis", "memcached", "manager"}:
+                 sidecars: tuple[str, ...] = SIDECARS):
+        if set(BASE_SIDECARS) - set(sidecars):
             raise StackError("--without is for the native engine; the compose stack always has its sidecars")
         self.scenario = scenario
         self.run_dir = run_dir

@@ -40,6 +40,8 @@ EAGAIN = r"^sidecar-unreachable: manager unreachable: .*(\[Errno 11\]|EAGAIN|Res
 LOCK_TIMEOUT = r"^lock-timeout: "
 # One python-memcached socket for every greenlet: a second waiter fails, and a swallowed error answers None.
 SHARED_SOCKET = r"^(internal: ConcurrentObjectUseError$|backend-error: memcached cache\.inc returned None)"
+RETRIES_EXHAUSTED = r"^retries-exhausted: "
+POSTGRES = "PostgreSQL (one server for every process and instance)"
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,29 @@ def expect(strategy: str, s: Scenario) -> Expectation:
         return shared_atomic(s, "memcached")
     if strategy == "sql-update":
         return shared_atomic(s, "SQLite (one transaction)")
+    if strategy == "postgres-update":
+        return shared_atomic(s, POSTGRES)
+    if strategy == "postgres-read-modify-write":
+        return shared_racy(s, "PostgreSQL row (READ COMMITTED: the transaction locks nothing at the read)")
+    if strategy == "postgres-for-update":
+        if s.in_process_concurrency == "greenlets-unpatched":
+            return Expectation(
+                _v(ERROR), "a greenlet holding the row lock yields; the next one's SELECT ... FOR UPDATE blocks the "
+                "whole thread (psycopg does not yield unpatched), so the holder never commits: lock_timeout", True,
+                cause=LOCK_TIMEOUT,
+            )
+        return Expectation(CORRECT_VERDICT, f"{POSTGRES}: SELECT ... FOR UPDATE holds the row lock from the read "
+                                            "to the commit; the next reader waits")
+    if strategy == "postgres-serializable":
+        if s.in_process_concurrency == "greenlets-unpatched":
+            return Expectation(
+                _v(ERROR), "every greenlet of the thread reads in the window before any commits, so each round commits "
+                "one and refuses the rest; the worker's pool is unbounded (a bounded one deadlocks it), so ~50 "
+                "contend at once and retries run out", True, cause=RETRIES_EXHAUSTED,
+            )
+        return Expectation(CORRECT_VERDICT, f"{POSTGRES}: SERIALIZABLE refuses to commit the second of two that "
+                                            "read the same value (40001); that request retries, and a small pool per "
+                                            "process keeps the contenders few")
     if strategy == "mp-manager":
         if s.in_process_concurrency == "greenlets":
             return Expectation(

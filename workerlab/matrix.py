@@ -21,7 +21,7 @@ from .progress import phase
 from .results import ResultsFile, cell_record, throughput
 from .runner import Step, run_steps
 from .scenarios import Scenario
-from .stack import NativeStack
+from .stack import SIDECARS, NativeStack, sidecars_for
 
 CELL_TIME_LIMIT_S = 30.0
 SESSION_MIN_PER_USER = 12  # a session user needs a real sequence (the growing cookie passes 4 KB at the 3rd)
@@ -37,7 +37,7 @@ class RunSettings:
     race_window: str = "yield"
     direct: bool = False
     quick: bool = False
-    sidecars: tuple[str, ...] = ("redis", "memcached", "manager")
+    sidecars: tuple[str, ...] = SIDECARS  # the ones a stack may start (run --without takes some away)
     engine: str = "native"  # native | compose
     rate: float | None = None  # fixed-rate load: scheduled starts a second per cell (loadtests/arrivals.py)
     arrivals: str = "constant"  # with rate: constant | poisson
@@ -113,7 +113,8 @@ class Matrix:
     def open_stack(self, step: Step):
         stack_class = ComposeStack if self.settings.engine == "compose" else NativeStack
         return stack_class(step.scenario, step.folder, race_window=self.settings.race_window,
-                           direct=self.settings.direct, sidecars=self.settings.sidecars)
+                           direct=self.settings.direct,
+                           sidecars=sidecars_for(self.strategies.values(), self.settings.sidecars))
 
     def stack_up(self, step: Step, stack, seconds: float) -> None:
         self.report.stack_up(step.scenario, stack, seconds)

@@ -50,6 +50,7 @@ class Child:
     log: Path
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
+    popen: dict = field(default_factory=dict)  # more Popen arguments: whom it runs as (user, group, extra_groups)
     proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -58,7 +59,7 @@ class Child:
             _untrack(self.proc.pid)
         with interrupt.shielded(), open(self.log, "ab") as log:  # a signal waits until self.proc is set
             self.proc = spawn(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env or None, cwd=self.cwd,
-                              stop=self.stop)
+                              stop=self.stop, **self.popen)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -9,7 +9,8 @@ Schema ``worker-lab/results/v1``::
       "settings": {"requests", "users", "race_window", "direct", "quick", "sidecars", "engine": "native" | "compose",
                    "scenarios", "strategies"},
       "versions": {"python", "flask", "gunicorn", "gevent", "redis-py", "pymemcache", "flask-session",
-                   "flask-caching", "locust", "redis-server", "memcached", "nginx"},   # each a string or null
+                   "flask-caching", "psycopg", "locust", "redis-server", "memcached", "nginx", "postgres"},
+                                            # each a string or null
                                             # THIS HOST's: the load generator's, and in a native run what served;
                                             # a compose run's servers are in scenarios[name].served_versions
       "machine": {
@@ -23,7 +24,8 @@ Schema ``worker-lab/results/v1``::
       "scenarios": {name: {"description", "error" | null,
                            "served_versions": {...}}},   # compose runs only: asked of the scenario's running
                                             # containers (compose exec: the app's python and packages, redis-server,
-                                            # memcached, nginx), the keys of "versions" but locust; null = no answer
+                                            # memcached, nginx, postgres), the keys of "versions" but locust;
+                                            # null = no answer
       "cells": [{
         "scenario", "strategy", "check", "question",
         "expected": {"verdict": [...], "label", "reason", "maybe": [...], "cause": regex | null},
@@ -85,11 +87,13 @@ GENERATOR_BOUND_SHARE = 0.85  # of the one core a locust process can use
 
 # The app's Python packages, by (label in results.json, distribution name); the host has them too.
 APP_PACKAGES = (("flask", "flask"), ("gunicorn", "gunicorn"), ("gevent", "gevent"), ("redis-py", "redis"),
-                ("pymemcache", "pymemcache"), ("flask-session", "flask-session"), ("flask-caching", "flask-caching"))
+                ("pymemcache", "pymemcache"), ("flask-session", "flask-session"), ("flask-caching", "flask-caching"),
+                ("psycopg", "psycopg"))
 # The servers beside the app: (label, compose service, how to ask its version, where the version is in the answer).
 SERVERS = (("redis-server", "redis", ["redis-server", "--version"], r"v=(\S+)"),
            ("memcached", "memcached", ["memcached", "-V"], r"memcached (\S+)"),
-           ("nginx", "nginx", ["nginx", "-v"], r"nginx/(\S+)"))
+           ("nginx", "nginx", ["nginx", "-v"], r"nginx/(\S+)"),
+           ("postgres", "postgres", ["postgres", "--version"], r"\(PostgreSQL\) (\S+)"))
 # Run by the app container's python: its own version and its packages', as one JSON line.
 _APP_PROBE = ("import importlib.metadata as m, json, platform\n"
               "def version(dist):\n"

@@ -1,4 +1,4 @@
-"""The native stack: redis, memcached, the manager server, the app instances and nginx.
+"""The native stack: redis, memcached, the manager server, PostgreSQL, the app instances and nginx.
 
 All on 127.0.0.1, on free ports, with configs and logs in the run folder.
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 import jinja2
 import psutil
 
+from . import postgres
 from .paths import APP_DIR, NGINX_DIR
 from .procs import GRACE_S, Child, Children, ManagedStack, StackError, free_port, tail
 from .scenarios import Scenario
@@ -31,8 +32,13 @@ BIND_ATTEMPTS = 3
 # What each server logs when the port it was given got taken between our check and its bind.
 PORT_TAKEN_MESSAGES = ("Address already in use", "Address in use", "Connection in use")
 
-# binary -> Debian package that provides it
-BINARIES = {"redis-server": "redis-server", "memcached": "memcached", "nginx": "nginx"}
+# binary -> Debian package that provides it (PostgreSQL's programs are off PATH: postgres.server_binary)
+BINARIES = {"redis-server": "redis-server", "memcached": "memcached", "nginx": "nginx", "postgres": postgres.PACKAGE}
+# The sidecars a stack can start (`run --without` names them), and the binary each needs. PostgreSQL
+# (an initdb per stack) starts only where a strategy needs it (sidecars_for); the others always.
+SIDECARS = ("redis", "memcached", "manager", "postgres")
+BASE_SIDECARS = ("redis", "memcached", "manager")
+SIDECAR_BINARIES = {"redis": "redis-server", "memcached": "memcached", "postgres": "postgres"}
 # redis durability for NativeStack(redis_persistence=...): none (the default) or an append-only file.
 REDIS_PERSISTENCE = {
     "none": ["--save", "", "--appendonly", "no"],
@@ -42,6 +48,8 @@ REDIS_PERSISTENCE = {
 
 
 def find_binary(name: str) -> str:
+    if name == "postgres":
+        return postgres.server_binary(name)
     found = shutil.which(name) or next(
         (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()), None
     )
@@ -50,14 +58,26 @@ def find_binary(name: str) -> str:
     return found
 
 
-def missing_binaries() -> list[str]:
+def missing_binaries(sidecars: tuple[str, ...] = BASE_SIDECARS) -> list[str]:
+    """The binaries a stack with these sidecars (and nginx) needs that this machine lacks."""
     missing = []
-    for name in BINARIES:
+    for name in ("nginx", *(SIDECAR_BINARIES[s] for s in sidecars if s in SIDECAR_BINARIES)):
         try:
             find_binary(name)
         except StackError:
             missing.append(name)
     return missing
+
+
+def missing_message(missing: list[str]) -> str:
+    packages = " ".join(dict.fromkeys(BINARIES[name] for name in missing))
+    return f"missing {', '.join(missing)}: run 'make setup' (apt-get install {packages})"
+
+
+def sidecars_for(strategies, allowed: tuple[str, ...] = SIDECARS) -> tuple[str, ...]:
+    """The sidecars a stack for these strategies starts: the allowed ones, PostgreSQL only if one needs it."""
+    needed = {need for strategy in strategies for need in strategy.needs}
+    return tuple(s for s in allowed if s in BASE_SIDECARS or s in needed)
 
 
 def _tcp_answers(port: int, send: bytes, expect: bytes) -> bool:
@@ -91,7 +111,7 @@ class NativeStack(ManagedStack):
     """Bring a scenario's stack up on loopback; ``with`` stops everything it started."""
 
     def __init__(self, scenario: Scenario, run_dir: Path, *, race_window: str = "yield", direct: bool = False,
-                 sidecars: tuple[str, ...] = ("redis", "memcached", "manager"),
+                 sidecars: tuple[str, ...] = BASE_SIDECARS,
                  redis_persistence: str = "none", memcached_mb: int = 64, memcached_item_max: str | None = None,
                  app_extra_env: dict[str, str] | None = None, redis_env: dict[str, str] | None = None):
         self.scenario = scenario
@@ -113,6 +133,7 @@ class NativeStack(ManagedStack):
         self.tmp_dir: Path | None = None  # the app's TMPDIR: gunicorn's dirty arbiter keeps its socket there
         self.secret_key = secrets.token_hex(32)
         self.manager_authkey = secrets.token_hex(16)
+        self.postgres = postgres.PostgresServer(run_dir, secrets.token_hex(16)) if "postgres" in sidecars else None
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -133,9 +154,9 @@ class NativeStack(ManagedStack):
         # Short (a Unix socket path has 107 bytes) and removed with the stack: gunicorn leaves its dirty
         # arbiter's socket folder and pid file behind in TMPDIR when the arbiter does not end cleanly.
         self.tmp_dir = Path(tempfile.mkdtemp(prefix="worker-lab-"))
-        for name in ("redis", "memcached"):
-            if name in self.sidecars:
-                find_binary("redis-server" if name == "redis" else name)
+        for name in self.sidecars:
+            if name in SIDECAR_BINARIES:
+                find_binary(SIDECAR_BINARIES[name])
         if not self.direct:
             find_binary("nginx")
         if "redis" in self.sidecars:
@@ -144,6 +165,8 @@ class NativeStack(ManagedStack):
             self._start_memcached()
         if "manager" in self.sidecars:
             self._start_manager()
+        if self.postgres:
+            self._start_postgres()
         for index in range(self.scenario.instances):
             self._start_app(index)
         if not self.direct:
@@ -155,6 +178,8 @@ class NativeStack(ManagedStack):
         if self.tmp_dir is not None:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
             self.tmp_dir = None
+        if self.postgres:
+            self.postgres.cleanup()
 
     @property
     def url(self) -> str:
@@ -198,6 +223,11 @@ class NativeStack(ManagedStack):
         self._child("manager", [sys.executable, "-m", "labapp.manager", "--address", f"127.0.0.1:{port}"],
                     env=env, cwd=APP_DIR)
 
+    def _start_postgres(self) -> None:
+        port = self.ports["postgres"] = free_port()
+        self.postgres.prepare()
+        self._child("postgres", self.postgres.argv(port), **self.postgres.child_settings())
+
     def _base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LAB_", "GUNICORN_", "FLASK_"))}
         env["PYTHONPATH"] = str(APP_DIR)
@@ -237,6 +267,8 @@ class NativeStack(ManagedStack):
         if "manager" in self.ports:
             env["LAB_MANAGER_ADDRESS"] = f"127.0.0.1:{self.ports['manager']}"
             env["LAB_MANAGER_AUTHKEY"] = self.manager_authkey
+        if "postgres" in self.ports:
+            env["LAB_POSTGRES_URL"] = self.postgres.url(self.ports["postgres"])
         env.update(self.app_extra_env)
         return env
 
@@ -268,14 +300,18 @@ class NativeStack(ManagedStack):
                               str(conf_dir / "error.log")])
 
     # -- health ----------------------------------------------------------------
+    def _sidecar_checks(self) -> dict:
+        """How each running sidecar says it is up."""
+        checks = {
+            "redis": lambda: _tcp_answers(self.ports["redis"], b"PING\r\n", b"PONG"),
+            "memcached": lambda: _tcp_answers(self.ports["memcached"], b"version\r\n", b"VERSION"),
+            "manager": lambda: self._port_open("manager"),
+            "postgres": lambda: self.postgres.accepting(self.ports["postgres"]),
+        }
+        return {name: check for name, check in checks.items() if name in self.ports}
+
     def _wait_healthy(self) -> None:
-        checks = []
-        if "redis" in self.ports:
-            checks.append(("redis", lambda: _tcp_answers(self.ports["redis"], b"PING\r\n", b"PONG")))
-        if "memcached" in self.ports:
-            checks.append(("memcached", lambda: _tcp_answers(self.ports["memcached"], b"version\r\n", b"VERSION")))
-        if "manager" in self.ports:
-            checks.append(("manager", lambda: self._port_open("manager")))
+        checks = list(self._sidecar_checks().items())
         for index in range(len(self.app_ports)):
             checks.append((f"app-i{index + 1}", lambda index=index: self._app_healthy(index)))
         if "nginx" in self.ports:
@@ -342,12 +378,7 @@ class NativeStack(ManagedStack):
         if name.startswith("app-"):  # a new master forks a new dirty arbiter, which writes its own pid
             self.dirty_pidfile(int(name.rsplit("i", 1)[-1]) - 1).unlink(missing_ok=True)
         child.start()
-        checks = {
-            "redis": lambda: _tcp_answers(self.ports["redis"], b"PING\r\n", b"PONG"),
-            "memcached": lambda: _tcp_answers(self.ports["memcached"], b"version\r\n", b"VERSION"),
-            "manager": lambda: self._port_open("manager"),
-            "nginx": lambda: http_json(f"{self.url}/health") is not None,
-        }
+        checks = {**self._sidecar_checks(), "nginx": lambda: http_json(f"{self.url}/health") is not None}
         healthy = checks.get(name)
         if healthy is None:
             index = int(name.rsplit("i", 1)[-1]) - 1
@@ -410,4 +441,4 @@ class NativeStack(ManagedStack):
                 "logs": str(self.run_dir / "logs")}
 
 
-__all__ = ["NativeStack", "StackError", "missing_binaries", "tail"]
+__all__ = ["SIDECARS", "NativeStack", "StackError", "missing_binaries", "missing_message", "sidecars_for", "tail"]

@@ -19,7 +19,7 @@ from .paths import RESULTS_DIR, ROOT
 from .procs import Child
 from .progress import phase
 from .scenarios import UnknownName, load_scenarios, pick
-from .stack import NativeStack, missing_binaries
+from .stack import NativeStack, missing_binaries, missing_message, sidecars_for
 from .strategies import RACE_WINDOWS, STRATEGIES
 
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
@@ -61,9 +61,10 @@ def ui(scenario, strategy, race_window, direct, users, spawn_rate, port):
         pick([strategy], STRATEGIES, "strategy")
     except UnknownName as exc:
         raise click.UsageError(str(exc)) from None
-    missing = missing_binaries()
+    sidecars = sidecars_for([STRATEGIES[strategy]])
+    missing = missing_binaries(sidecars)
     if missing:
-        raise click.ClickException(f"missing {', '.join(missing)}: run 'make setup'")
+        raise click.ClickException(missing_message(missing))
     check = STRATEGIES[strategy].check
     classes = USER_CLASS_NAMES
     if check not in classes:
@@ -73,7 +74,7 @@ def ui(scenario, strategy, race_window, direct, users, spawn_rate, port):
     run_dir = new_run_dir(RESULTS_DIR / "ui")
     ui_url = f"http://127.0.0.1:{port}"
     phase("stack-start", scenario)
-    with NativeStack(scenarios[scenario], run_dir, race_window=race_window, direct=direct) as stack:
+    with NativeStack(scenarios[scenario], run_dir, race_window=race_window, direct=direct, sidecars=sidecars) as stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
         env.update({"LAB_STRATEGY": strategy, "LAB_INSTANCES": ",".join(stack.instance_urls), "PYTHONUNBUFFERED": "1"})
         locust = stack.children.start(Child("locust", locust_argv(classes[check], stack.url, port, users, spawn_rate),

@@ -184,11 +184,13 @@ def fresh(name: str) -> str:
 
 
 def assert_atomic_counter(base: str) -> None:
-    key = fresh("redis")
-    values = sorted(a["value"] for a in burst(base, "redis-incr", key))
-    assert values == list(range(1, N + 1)), "redis-incr must hand out 1..N exactly once each"
-    reads = final_reads(base, "redis-incr", key, n=10)
-    assert {v for vs in reads.values() for v in vs} == {N}
+    """redis INCR and PostgreSQL's UPDATE ... RETURNING: one store for every process and every replica."""
+    for strategy in ("redis-incr", "postgres-update"):
+        key = fresh(strategy)
+        values = sorted(a["value"] for a in burst(base, strategy, key))
+        assert values == list(range(1, N + 1)), f"{strategy} must hand out 1..N exactly once each"
+        reads = final_reads(base, strategy, key, n=10)
+        assert {v for vs in reads.values() for v in vs} == {N}, (strategy, dict(reads))
 
 
 def by_process(answers: list[dict]) -> dict[tuple, list[int]]:

@@ -21,8 +21,14 @@
 #   redis:7.2-bookworm         redis-server and redis-cli on PATH, user redis, WORKDIR /data, CMD redis-server
 #   memcached:1.6-bookworm     memcached, upstream's entrypoint (flags get `memcached` prepended),
 #                              USER memcache, CMD memcached
+#   postgres:16-bookworm       the server's programs on PATH, PGDATA /var/lib/postgresql/data,
+#                              listen_addresses '*', and upstream's entrypoint as far as the project uses it:
+#                              an empty PGDATA gets initdb with POSTGRES_USER/POSTGRES_PASSWORD (scram-sha-256
+#                              from any host) and POSTGRES_DB; flags get `postgres` prepended; CMD postgres.
+#                              Run it as postgres (compose: user: postgres); docker import cannot set
+#                              STOPSIGNAL SIGINT: compose sets stop_signal
 #
-# Versions are Debian bookworm's (python 3.11, nginx 1.22, redis 7.0, memcached 1.6),
+# Versions are Debian bookworm's (python 3.11, nginx 1.22, redis 7.0, memcached 1.6, postgres 15),
 # not the tags' - stand-ins, not copies. Needs root, debootstrap and a reachable
 # Debian mirror (taken from /etc/apt/sources.list*, else deb.debian.org).
 # Work files live in <repo>/.lab/offline-images (LAB_OFFLINE_DIR), git-ignored.
@@ -261,6 +267,50 @@ EOF
         'ENTRYPOINT ["docker-entrypoint.sh"]' 'CMD ["memcached"]'
 }
 
+build_postgres() {
+    local ref="$1"
+    prepare_rootfs postgres
+    # Debian's postinst would make and start a cluster "main"; upstream's image has none.
+    mkdir -p "$ROOTFS/etc/postgresql-common/createcluster.d"
+    echo "create_main_cluster = false" >"$ROOTFS/etc/postgresql-common/createcluster.d/worker-lab.conf"
+    apt_install postgresql
+    local bin
+    bin="$(cd "$ROOTFS" && ls -d usr/lib/postgresql/*/bin | sort -V | tail -n1)"
+    [[ -n "$bin" ]] || die "postgresql installed no server in the chroot"
+    # upstream: listen on every address of the container (its network is the boundary)
+    sed -ri "s!^#?(listen_addresses)\s*=\s*\S+.*!\1 = '*'!" "$ROOTFS"/usr/share/postgresql/*/postgresql.conf.sample
+    # As upstream; made in the chroot (its /var/run is a link to /run: the host's, seen from outside).
+    in_root install -d -o postgres -g postgres -m 1777 /var/lib/postgresql/data
+    in_root install -d -o postgres -g postgres -m 3777 /var/run/postgresql
+    cat >"$ROOTFS/usr/local/bin/docker-entrypoint.sh" <<'EOF'
+#!/bin/bash
+# worker-lab stand-in for the postgres image's entrypoint: the parts the project relies on.
+set -euo pipefail
+if [ "${1:0:1}" = '-' ]; then
+    set -- postgres "$@"
+fi
+if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+    [ "$(id -u)" != 0 ] || { echo "stand-in: run it as postgres (compose: user: postgres)" >&2; exit 1; }
+    : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}"
+    user="${POSTGRES_USER:-postgres}"
+    mkdir -p "$PGDATA"
+    chmod 700 "$PGDATA"
+    initdb --username="$user" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") --auth-local=trust \
+        --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 -D "$PGDATA" >&2
+    printf 'host all all all scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
+    db="${POSTGRES_DB:-$user}"
+    if [ "$db" != postgres ]; then
+        printf 'CREATE DATABASE "%s";\n' "$db" | postgres --single -j -D "$PGDATA" postgres >/dev/null
+    fi
+fi
+exec "$@"
+EOF
+    chmod +x "$ROOTFS/usr/local/bin/docker-entrypoint.sh"
+    finish_and_import "$ref" "ENV PATH=/$bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        "ENV PGDATA=/var/lib/postgresql/data" "ENV LANG=C.UTF-8" "EXPOSE 5432" \
+        'ENTRYPOINT ["docker-entrypoint.sh"]' 'CMD ["postgres"]'
+}
+
 build_one() {
     local ref="$1" repo="${1%%:*}"
     repo="${repo##*/}"
@@ -271,7 +321,8 @@ build_one() {
         nginx) build_nginx "$ref" ;;
         redis) build_redis "$ref" ;;
         memcached) build_memcached "$ref" ;;
-        *) die "no stand-in recipe for $ref (known: python, nginx, redis, memcached)" ;;
+        postgres) build_postgres "$ref" ;;
+        *) die "no stand-in recipe for $ref (known: python, nginx, redis, memcached, postgres)" ;;
     esac
     say "$ref ready in $((SECONDS - t0))s"
 }

@@ -22,7 +22,7 @@ class BadInput(LabError):
 
 
 class SidecarUnreachable(LabError):
-    """redis, memcached or the manager server cannot be reached."""
+    """redis, memcached, the manager server or PostgreSQL cannot be reached."""
 
     status = 503
     code = "sidecar-unreachable"
@@ -38,6 +38,13 @@ class BackendError(LabError):
 class LockTimeout(LabError):
     status = 503
     code = "lock-timeout"
+
+
+class RetriesExhausted(LabError):
+    """A transaction that kept failing to serialize, given up after its bounded number of tries."""
+
+    status = 503
+    code = "retries-exhausted"
 
 
 def valid_key(raw: str | None, what: str = "key") -> str:

@@ -12,6 +12,7 @@ import socket
 import threading
 
 from .errors import SidecarUnreachable
+from .postgres import Postgres
 from .race import RaceWindow
 
 
@@ -21,6 +22,7 @@ class Resources:
         self._lock = threading.Lock()
         self._redis = None
         self._memcached = None
+        self.postgres = Postgres(settings.postgres_url)  # connects on a request's first use, per process
         self.window = RaceWindow(settings.race_window, self._redis_or_none())
         os.makedirs(settings.data_dir, exist_ok=True)
 

@@ -24,6 +24,8 @@ class Settings:
     data_dir: str = "/tmp/worker-lab"
     manager_address: str | None = None  # host:port
     manager_authkey: str | None = None
+    postgres_url: str | None = None  # postgresql://user:password@host:port/database
+    postgres_max_tries: int = 30  # postgres-serializable: tries of one request before it gives up (503)
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
     session_dict_ttl: float = 300.0
     mutant: str | None = None  # LAB_MUTANT: a broken strategy (labapp/mutants.py); only the mutants runner sets it
@@ -43,9 +45,13 @@ class Settings:
             data_dir=env.get("LAB_DATA_DIR", "/tmp/worker-lab"),
             manager_address=env.get("LAB_MANAGER_ADDRESS") or None,
             manager_authkey=env.get("LAB_MANAGER_AUTHKEY") or None,
+            postgres_url=env.get("LAB_POSTGRES_URL") or None,
+            postgres_max_tries=int(env.get("LAB_POSTGRES_MAX_TRIES", "30")),
             session_dict_ttl=float(env.get("LAB_SESSION_DICT_TTL", "300")),
             mutant=check_name(env.get(MUTANT_ENV)),
         )
+        if kwargs["postgres_max_tries"] < 1:
+            raise ValueError(f"LAB_POSTGRES_MAX_TRIES={kwargs['postgres_max_tries']}: at least 1")
         if env.get("LAB_SECRET_KEY"):
             kwargs["secret_key"] = env["LAB_SECRET_KEY"]
         return cls(**kwargs)

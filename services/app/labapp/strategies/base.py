@@ -27,7 +27,7 @@ class Strategy:
     name: str
     check: str
     summary: str
-    needs: tuple[str, ...] = ()  # sidecars: redis, memcached, manager
+    needs: tuple[str, ...] = ()  # sidecars: redis, memcached, manager, postgres
     question: int | None = None  # the QUESTIONS.md row it answers
     # Filled in by the app factory.
     res: object = field(default=None, repr=False)
