@@ -9,7 +9,7 @@ short of a process): never a pass, always with the reason in the notes.
 
 Everything that names, orders, colours or prints a verdict reads it from here: the checkers,
 the expectations (workerlab/expected.py, workerlab/faults.py), the terminal grid
-(workerlab/report.py), the HTML report (workerlab/html_report.py and its templates) and the
+(workerlab/present/terminal.py), the HTML report (workerlab/present/html.py and its templates) and the
 locust web UI's Verdict tab (webui.py). Standard library only: the runner, the locust driver
 and the web UI all import it, and loadtests imports neither workerlab nor the app.
 """

@@ -14,7 +14,7 @@ sys.path[:0] = [str(_ROOT), str(_ROOT / "services" / "app")]
 from labtools import run_lab  # noqa: E402
 
 from workerlab.scenarios import load_scenarios  # noqa: E402
-from workerlab.stack import SIDECARS, NativeStack  # noqa: E402
+from workerlab.stacks.native import SIDECARS, NativeStack  # noqa: E402
 
 
 @pytest.fixture(scope="session")

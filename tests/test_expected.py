@@ -8,7 +8,7 @@ from loadtests.checkers import CheckResult
 from loadtests.verdicts import MATRIX_WORDS
 from workerlab.expected import HOST_FILES, LOCK_TIMEOUT, expect, expectation_for
 from workerlab.results import ResultsFile, cell_record, markdown, summary_line
-from workerlab.stack import NativeStack
+from workerlab.stacks.native import NativeStack
 from workerlab.strategies import STRATEGIES
 
 EAGAIN_TEXT = "sidecar-unreachable: manager unreachable: [Errno 11] Resource temporarily unavailable"

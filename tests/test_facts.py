@@ -12,7 +12,7 @@ import click
 
 import loadtests.verdicts as verdicts
 from loadtests.verdicts import ANY, COLOURS, FAULT_WORDS, MATRIX_WORDS, TINTS, VERDICTS, format_verdict
-from workerlab import html_report
+from workerlab.present import html as html_report
 from workerlab.runfile import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ def test_the_report_takes_its_colours_from_the_declaration():
     css = html_report.verdict_css()
     for word, v in VERDICTS.items():
         assert f"--v-{word}: {v.colour};" in css and f"--v-{word}-tint: {v.tint};" in css
-    style = (ROOT / "workerlab" / "templates" / "_style.css").read_text().lower()
+    style = (ROOT / "workerlab" / "present" / "templates" / "_style.css").read_text().lower()
     assert "--bad: var(--v-lost-updates)" in style and "--ok: var(--v-correct)" in style
     for colour in (COLOURS["correct"], COLOURS["lost-updates"], COLOURS["diverges"], *TINTS.values()):
         assert colour not in style, colour  # the stylesheet reads var(--v-...), it keeps no copy
@@ -60,7 +60,8 @@ def test_no_other_module_spells_a_verdict_word():
     # "error", "any", "leaks": common English too; "duplicates": also the checker's count of repeated values
     words = "|".join(re.escape(w) for w in VERDICTS if w not in ("error", "any", "leaks", "duplicates"))
     pattern = re.compile(rf"""["']({words})["']""")
-    sources = [*ROOT.glob("workerlab/**/*.py"), *ROOT.glob("loadtests/*.py"), *ROOT.glob("workerlab/templates/*")]
+    sources = [*ROOT.glob("workerlab/**/*.py"), *ROOT.glob("loadtests/*.py"),
+               *ROOT.glob("workerlab/present/templates/*")]
     found = [f"{p.relative_to(ROOT)}:{n}" for p in sources if p.name != "verdicts.py"
              for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not found, found

@@ -119,8 +119,8 @@ def test_a_port_taken_between_pick_and_bind_gets_another(tmp_path, scenarios, mo
     """The first port handed to the app is already taken: the stack retries on fresh ports."""
     import socket
 
-    from workerlab import stack as stack_module
-    from workerlab.stack import NativeStack
+    from workerlab.stacks import native as stack_module
+    from workerlab.stacks.native import NativeStack
 
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", 0))

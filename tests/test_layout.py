@@ -74,3 +74,24 @@ def test_no_module_is_over_500_lines():
                                                       *modules(APP)]
             if (n := len(p.read_text().splitlines())) > MAX_LINES]
     assert not long, long
+
+
+# The runs (the one loop and its kinds) report to a listener; present/ draws what they wrote.
+RUNS = ["workerlab/runner.py", "workerlab/driver.py", "workerlab/matrix.py", "workerlab/stability.py",
+        "workerlab/faults/run.py", "workerlab/bench/run.py", "workerlab/mutants/run.py", "workerlab/userapp/run.py"]
+# What present/ may read besides itself: the run files and the facts they are drawn with.
+PRESENT_READS = {"workerlab.results", "workerlab.runfile", "workerlab.cpu"}
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_runs_never_import_the_presentation(name):
+    bad = {n for n in imported(ROOT / name) if n.startswith("workerlab.present")}
+    assert not bad, f"{name} imports {bad}"
+
+
+def test_the_presentation_reads_only_run_files():
+    """present/ starts nothing and runs nothing: it draws results.json (and its siblings) and nothing else."""
+    for path in modules(ROOT / "workerlab" / "present"):
+        ours = {n for n in imported(path) if n.startswith("workerlab")}
+        bad = {n for n in ours if not n.startswith("workerlab.present") and n not in PRESENT_READS}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"

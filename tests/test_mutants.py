@@ -145,7 +145,7 @@ def _record(name: str, caught: bool, control_match: bool = True, error: str | No
 
 
 def test_the_report_shows_the_mutants_of_its_run_folder(tmp_path):
-    from workerlab.html_report import ResultsError, render_report
+    from workerlab.present.html import ResultsError, render_report
 
     (tmp_path / "results.json").write_text((ROOT / "tests" / "fixtures" / "results-sample" / "results.json")
                                            .read_text())

@@ -1,6 +1,6 @@
 """Noise is not news: a cell's rps carries its own spread, and a compare marks a change only beyond both runs'."""
 
-from workerlab.html_report import beyond_noise, compare
+from workerlab.present.html import beyond_noise, compare
 from workerlab.results import rps_spread
 
 

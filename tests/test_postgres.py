@@ -16,9 +16,9 @@ import pytest
 from labtools import alive, run_lab, wait_for
 
 from workerlab.expected import expect
-from workerlab.postgres import PACKAGE, server_binary
 from workerlab.procs import StackError
-from workerlab.stack import SIDECARS, NativeStack, missing_message
+from workerlab.stacks.native import SIDECARS, NativeStack, missing_message
+from workerlab.stacks.postgres import PACKAGE, server_binary
 
 pytestmark = pytest.mark.stack
 

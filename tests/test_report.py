@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from workerlab import html_report, report_cli
+from workerlab import report_cli
 from workerlab.cli import main
-from workerlab.html_report import VERDICT_TINTS, compare, load_results, render_report
+from workerlab.present import html as html_report
+from workerlab.present.html import VERDICT_TINTS, compare, load_results, render_report
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "results-sample" / "results.json"
 
@@ -333,7 +334,7 @@ def terminal(renderable, width: int) -> list[str]:
 
 
 def test_terminal_grid_is_readable_at_80_columns(sample):
-    from workerlab.report import short_names, verdict_grid
+    from workerlab.present.terminal import short_names, verdict_grid
 
     data = full_matrix(sample)
     lines = terminal(verdict_grid(data), 80)
@@ -364,7 +365,7 @@ def test_terminal_grid_is_readable_at_80_columns(sample):
 
 
 def test_terminal_grid_shows_full_words_when_wide(sample):
-    from workerlab.report import verdict_grid
+    from workerlab.present.terminal import verdict_grid
 
     data = full_matrix(sample)
     text = "\n".join(terminal(verdict_grid(data), 400))
@@ -378,7 +379,7 @@ def test_terminal_grid_shows_full_words_when_wide(sample):
 
 
 def test_short_names_are_short_and_unique():
-    from workerlab.report import short_names
+    from workerlab.present.terminal import short_names
 
     assert short_names(["sync-x4", "gthread-2x8", "scale-out-3", "gevent-unpatched", "dev-single"]) == {
         "sync-x4": "sx4", "gthread-2x8": "g2x8", "scale-out-3": "so3", "gevent-unpatched": "gu", "dev-single": "ds"}

@@ -14,7 +14,7 @@ import pytest
 from labtools import ROOT
 
 from workerlab.results import cpu_quota, machine, of_planned, served_versions, versions
-from workerlab.stack import find_binary
+from workerlab.stacks.native import find_binary
 
 
 # -- the CPUs ---------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from rich.console import Console
 from werkzeug.serving import make_server
 
 from workerlab.matrix import Matrix, RunSettings
-from workerlab.report import TerminalReport
+from workerlab.present.terminal import TerminalReport
 from workerlab.runner import run_steps
 from workerlab.strategies import STRATEGIES
 

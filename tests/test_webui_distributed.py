@@ -14,7 +14,7 @@ import pytest
 from labtools import ROOT, get_json, post, wait_for
 
 from workerlab.procs import free_port
-from workerlab.stack import NativeStack
+from workerlab.stacks.native import NativeStack
 
 pytestmark = pytest.mark.stack
 

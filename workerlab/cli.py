@@ -19,20 +19,20 @@ from loadtests.arrivals import ARRIVALS
 
 from . import interrupt
 from .bench import bench
-from .compose_stack import engine_problem
 from .expected import expectation_for
 from .faults import faults
 from .hold import hold, holding
 from .matrix import QUICK_REQUESTS, QUICK_USERS, Matrix, RunSettings, new_run_dir
 from .mutants import mutants
 from .paths import RESULTS_DIR
+from .present.terminal import TerminalReport, styled, throughput_table, verdict_grid
 from .progress import current, phase
-from .report import TerminalReport, styled, throughput_table, verdict_grid
 from .report_cli import report
 from .results import of_planned, summary_line
 from .scenarios import UnknownName, load_scenarios, pick
 from .stability import stability
-from .stack import SIDECARS, NativeStack, missing_binaries, missing_message, sidecars_for
+from .stacks.compose import engine_problem
+from .stacks.native import SIDECARS, NativeStack, missing_binaries, missing_message, sidecars_for
 from .strategies import RACE_WINDOWS, STRATEGIES
 from .ui_cli import ui
 from .userapp.command import run_app
@@ -198,7 +198,7 @@ def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals,
     if data["cells"]:
         phase("report")
         with interrupt.shielded():  # it imports matplotlib: never interrupt a C extension's import
-            from .html_report import render_report
+            from .present.html import render_report
 
             report_path = render_report(run_dir)
     if mode != "json":

@@ -12,7 +12,6 @@ from loadtests.history import exited_entries, read_history, write_history
 from loadtests.protocol import READ_AT_REST, CellPlan, Plan
 
 from . import interrupt
-from .compose_stack import ComposeStack
 from .cpu import ServerCpu, cost, server_cpus
 from .driver import DriverSession
 from .expected import expectation_for
@@ -21,7 +20,8 @@ from .progress import phase
 from .results import ResultsFile, cell_record, throughput
 from .runner import Step, run_steps
 from .scenarios import Scenario
-from .stack import SIDECARS, NativeStack, sidecars_for
+from .stacks.compose import ComposeStack
+from .stacks.native import SIDECARS, NativeStack, sidecars_for
 
 CELL_TIME_LIMIT_S = 30.0
 SESSION_MIN_PER_USER = 12  # a session user needs a real sequence (the growing cookie passes 4 KB at the 3rd)

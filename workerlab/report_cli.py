@@ -8,8 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .html_report import ResultsError, newest_run, render_report, write_compare
 from .paths import RESULTS_DIR
+from .present.html import ResultsError, newest_run, render_report, write_compare
 
 console = Console()
 
@@ -32,7 +32,7 @@ def _num(value, digits: int = 0) -> str:
 
 
 def compare_table(result: dict, changes_only: bool = False) -> Table:
-    from .report import styled
+    from .present.terminal import styled
 
     a, b = result["a"]["run_id"], result["b"]["run_id"]
     table = Table(title=f"{a} (A) -> {b} (B): verdict and throughput per cell (≈: within noise - inside the "

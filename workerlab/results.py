@@ -79,9 +79,9 @@ from loadtests.verdicts import ANY, ERROR, MATRIX_WORDS, format_verdict
 from . import interrupt, procs
 from .expected import Expectation
 from .latency import latency
-from .runfile import RunFile, now_iso, write_json
+from .runfile import RESULTS_SCHEMA, RunFile, now_iso, write_json
 
-SCHEMA = "worker-lab/results/v1"
+SCHEMA = RESULTS_SCHEMA
 GENERATOR_BOUND_SHARE = 0.85  # of the one core a locust process can use
 
 
@@ -115,7 +115,7 @@ def _version_in(run, argv: list[str], pattern: str) -> str | None:
 
 def versions() -> dict:
     """The host's versions: the load generator's, and in a native run those of every server that answered."""
-    from .stack import find_binary
+    from .stacks.native import find_binary
 
     found = {"python": platform.python_version()}
     for label, dist in (*APP_PACKAGES, ("locust", "locust")):

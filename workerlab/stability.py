@@ -29,9 +29,9 @@ from .matrix import new_run_dir
 from .paths import RESULTS_DIR, ROOT
 from .progress import phase
 from .results import load
-from .runfile import write_json
+from .runfile import STABILITY_SCHEMA, write_json
 
-SCHEMA = "worker-lab/stability/v1"
+SCHEMA = STABILITY_SCHEMA
 RUN_TIMEOUT_S = 6 * 3600  # a default matrix takes well under an hour; past this something hangs
 console = Console()
 

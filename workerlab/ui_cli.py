@@ -19,7 +19,7 @@ from .paths import RESULTS_DIR, ROOT
 from .procs import Child
 from .progress import phase
 from .scenarios import UnknownName, load_scenarios, pick
-from .stack import NativeStack, missing_binaries, missing_message, sidecars_for
+from .stacks.native import NativeStack, missing_binaries, missing_message, sidecars_for
 from .strategies import RACE_WINDOWS, STRATEGIES
 
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"

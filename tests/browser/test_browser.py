@@ -39,7 +39,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not ins
 
 from labtools import get_json, post, run_lab, wait_for  # noqa: E402
 
-from workerlab.html_report import VERDICT_TINTS, render_report  # noqa: E402
+from workerlab.present.html import VERDICT_TINTS, render_report  # noqa: E402
 from workerlab.procs import free_port  # noqa: E402
 
 

@@ -12,7 +12,7 @@ import jinja2
 from .. import procs
 from ..paths import NGINX_DIR
 from ..procs import Child, free_port
-from ..stack import find_binary
+from ..stacks.native import find_binary
 from .cpu import CpuWindow, pin, preexec
 from .measure import run_wrk
 from .parse import parse_redis_benchmark, parse_wrk, spread
@@ -34,7 +34,7 @@ def _wait_port(port: int, child: Child, timeout: float = 10.0) -> None:
 
 
 def nginx_alone_conf(folder: Path, port: int) -> str:
-    """services/nginx/alone.conf.j2, rendered as workerlab.stack renders native.conf.j2."""
+    """services/nginx/alone.conf.j2, rendered as workerlab.stacks.native renders native.conf.j2."""
     template = jinja2.Environment(loader=jinja2.FileSystemLoader(NGINX_DIR), autoescape=False,
                                   keep_trailing_newline=True).get_template("alone.conf.j2")
     return template.render(run_dir=folder, listen=f"127.0.0.1:{port}")

@@ -14,9 +14,9 @@ from .. import interrupt, procs
 from ..matrix import new_run_dir
 from ..paths import RESULTS_DIR
 from ..results import now_iso
-from ..runfile import write_json
+from ..runfile import BENCH_SCHEMA, write_json
 from ..scenarios import Scenario, UnknownName, load_scenarios, pick
-from ..stack import find_binary, missing_binaries
+from ..stacks.native import find_binary, missing_binaries
 from .analysis import guard_analysis, noise, targets
 from .ceilings import redis_ceiling
 from .checker_timing import checker_speed
@@ -27,7 +27,7 @@ from .present import console, print_report
 from .run import BenchRun
 from .stall import measure_stall
 
-SCHEMA = "worker-lab/bench/v1"
+SCHEMA = BENCH_SCHEMA
 DEFAULTS = {"repeat": 3, "duration": 3, "redis_requests": 100_000, "checker_entries": 1_000_000}
 QUICK = {"repeat": 1, "duration": 2, "redis_requests": 20_000}
 

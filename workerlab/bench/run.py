@@ -23,7 +23,7 @@ from ..procs import StackError
 from ..progress import phase
 from ..runner import Step, run_steps
 from ..scenarios import Scenario
-from ..stack import NativeStack
+from ..stacks.native import NativeStack
 from .ceilings import NginxAlone, lab_ceiling_summary
 from .cpu import CpuWindow, pin
 from .measure import CELLS, MIN_BUDGET, run_wrk, summarize, wrk_once

@@ -22,7 +22,7 @@ from ..latency import latency
 from ..procs import StackError
 from ..runner import Step, run_steps
 from ..scenarios import Scenario, load_scenarios
-from ..stack import NativeStack
+from ..stacks.native import NativeStack
 
 SCENARIO = "sync-x1"
 # Few users, many requests: the users a stall blocks are under 1 % of the requests, so the closed-loop p99

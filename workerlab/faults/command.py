@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ..paths import RESULTS_DIR
 from ..scenarios import UnknownName, load_scenarios, pick
-from ..stack import missing_binaries
+from ..stacks.native import missing_binaries
 from .present import expected_table, grid, summary_line
 from .run import run_faults
 from .shape import FULL, QUICK

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from ..stack import NativeStack
+from ..stacks.native import NativeStack
 
 
 @dataclass

@@ -41,10 +41,10 @@ from ..matrix import new_run_dir
 from ..procs import StackError
 from ..progress import phase
 from ..results import now_iso, versions
-from ..runfile import write_json
+from ..runfile import FAULTS_SCHEMA, write_json
 from ..runner import Step, run_steps
 from ..scenarios import Scenario
-from ..stack import NativeStack
+from ..stacks.native import NativeStack
 from .expected import FaultExpectation, expect_fault, fault_label
 from .injectors import Injection
 from .present import describe_cell, markdown
@@ -52,7 +52,7 @@ from .shape import LoadShape
 from .shim import build_shim
 from .table import SCOPES, Fault
 
-SCHEMA = "worker-lab/faults/v1"
+SCHEMA = FAULTS_SCHEMA
 UNPROVEN = "the fault is not proven to have happened"  # the start of a cell's error when its evidence is missing
 CELL_TIME_LIMIT_S = 30.0
 INJECT_JOIN_S = 30.0

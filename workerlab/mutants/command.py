@@ -12,10 +12,10 @@ from rich.console import Console
 from .. import interrupt
 from ..matrix import new_run_dir
 from ..paths import RESULTS_DIR
+from ..present.terminal import TerminalReport
 from ..progress import phase
-from ..report import TerminalReport
 from ..scenarios import UnknownName, pick
-from ..stack import missing_binaries
+from ..stacks.native import missing_binaries
 from .present import declared_table, outcome_table, summary_line
 from .run import MutantRun
 from .table import ALL
@@ -60,7 +60,7 @@ def mutants(names, list_only, output):
     if run.results.data["cells"] or data["mutants"]:
         phase("report")
         with interrupt.shielded():  # it imports matplotlib: never interrupt a C extension's import
-            from ..html_report import render_report
+            from ..present.html import render_report
 
             report_path = render_report(run_dir)
         console.print(f"HTML report: {report_path}")

@@ -32,14 +32,14 @@ from ..faults import FAULTS, Fault, FaultRun
 from ..faults.run import UNPROVEN
 from ..matrix import Matrix
 from ..procs import StackError
-from ..runfile import RunFile, now_iso, write_json
+from ..runfile import MUTANTS_SCHEMA, RunFile, now_iso, write_json
 from ..runner import Step
 from ..scenarios import load_scenarios
-from ..stack import NativeStack, http_json
+from ..stacks.native import NativeStack, http_json
 from ..strategies import MUTANT_ENV, STRATEGIES
 from .table import FAULT_SHAPE, SETTINGS, FaultMutant, Mutant
 
-SCHEMA = "worker-lab/mutants/v1"
+SCHEMA = MUTANTS_SCHEMA
 
 
 def _control_failed(control: dict | None, expected: dict) -> str | None:

@@ -11,8 +11,8 @@ from rich.console import Console
 
 from .. import interrupt
 from ..matrix import RunSettings, new_run_dir
+from ..present.terminal import TerminalReport, throughput_table
 from ..procs import StackError
-from ..report import TerminalReport, throughput_table
 from ..results import of_planned, summary_line
 from ..scenarios import Scenario, load_scenarios
 from .declaration import DeclarationError, load

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..paths import APP_DIR
 from ..scenarios import Scenario
-from ..stack import NativeStack, server_argv
+from ..stacks.native import NativeStack, server_argv
 from .declaration import SERVICES, Declaration
 
 SERVED = Path(__file__).resolve().parent / "served"

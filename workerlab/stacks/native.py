@@ -22,10 +22,10 @@ from pathlib import Path
 import jinja2
 import psutil
 
+from ..paths import APP_DIR, NGINX_DIR
+from ..procs import GRACE_S, Child, Children, ManagedStack, StackError, free_port, tail
+from ..scenarios import Scenario
 from . import postgres
-from .paths import APP_DIR, NGINX_DIR
-from .procs import GRACE_S, Child, Children, ManagedStack, StackError, free_port, tail
-from .scenarios import Scenario
 
 HEALTH_TIMEOUT_S = 30.0
 BIND_ATTEMPTS = 3

@@ -1,4 +1,4 @@
-"""The report's charts: matplotlib figures inlined as SVG, drawn from results.json alone (html_report.py)."""
+"""The report's charts: matplotlib figures inlined as SVG, drawn from results.json alone (html.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from loadtests.verdicts import ANY, ERROR
 from loadtests.verdicts import COLOURS as VERDICT_COLOURS
 from loadtests.verdicts import MATRIX_WORDS as VERDICT_WORDS
 
-from .results import scenario_order, strategy_order, verdict_words
+from ..results import scenario_order, strategy_order, verdict_words
 
 CEILING_STYLES = ("--", "-.", ":", (0, (5, 1, 1, 1)))
 CEILING_COLOURS = ("#1565c0", "#00838f", "#6d4c41", "#546e7a")

@@ -23,8 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import interrupt, procs
-from .procs import StackError
+from .. import interrupt, procs
+from ..procs import StackError
 
 PACKAGE = "postgresql"
 LIB_DIR = Path("/usr/lib/postgresql")

@@ -29,9 +29,9 @@ from loadtests.verdicts import ERROR, VERDICTS
 from loadtests.verdicts import MATRIX_WORDS as VERDICT_WORDS
 from loadtests.verdicts import TINTS as VERDICT_TINTS
 
+from ..results import SCHEMA, of_planned, scenario_order, strategy_order, verdict_words
+from ..runfile import MUTANTS_SCHEMA, write_atomic
 from .charts import ceilings, chart_cells, chart_compare, chart_latency, chart_scenarios
-from .results import SCHEMA, of_planned, scenario_order, strategy_order, verdict_words
-from .runfile import write_atomic
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 HEADLINE_COUNTS = ("lost", "duplicates", "leaked_responses", "users_wrong_sequence", "users_diverged", "errors",
@@ -69,8 +69,6 @@ def load_results(path: Path) -> dict:
 
 def load_mutants(run_dir: Path) -> dict | None:
     """The run folder's mutants.json, or None when it has none (every run but ``workerlab mutants``)."""
-    from .mutants.run import SCHEMA as MUTANTS_SCHEMA
-
     file = Path(run_dir) / "mutants.json"
     if not file.exists():
         return None

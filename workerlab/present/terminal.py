@@ -16,8 +16,8 @@ from rich.text import Text
 
 from loadtests.verdicts import ANY, COLOURS, MATRIX_WORDS, VERDICTS
 
-from .cpu import LIMITS
-from .results import grid
+from ..cpu import LIMITS
+from ..results import grid
 
 MISMATCH = "!"  # before a narrow cell's glyphs: observed differs from expected
 WANTED = "≠"  # before the glyphs of what was expected, on the cell's second line

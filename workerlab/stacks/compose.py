@@ -12,11 +12,11 @@ import re
 import subprocess
 from pathlib import Path
 
-from . import procs
-from .paths import ROOT
-from .procs import ManagedStack, StackError, free_port, tail
-from .scenarios import Scenario
-from .stack import BASE_SIDECARS, SIDECARS
+from .. import procs
+from ..paths import ROOT
+from ..procs import ManagedStack, StackError, free_port, tail
+from ..scenarios import Scenario
+from .native import BASE_SIDECARS, SIDECARS
 
 LAB_COMPOSE = ROOT / "compose" / "lab-compose.sh"
 LAB_OVERRIDE = ROOT / "compose" / "compose.lab.yaml"
