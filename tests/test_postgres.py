@@ -15,7 +15,7 @@ import psutil
 import pytest
 from labtools import alive, run_lab, wait_for
 
-from workerlab.expected import expect
+from workerlab.expected import expect, expectation_for
 from workerlab.procs import StackError
 from workerlab.stacks.native import SIDECARS, NativeStack, missing_message
 from workerlab.stacks.postgres import PACKAGE, server_binary
@@ -69,15 +69,21 @@ def test_one_server_counts_for_every_instance_where_sqlite_diverges(postgres_run
     assert proc.returncode == 0, proc.stdout[-3000:]
 
 
-def test_for_update_under_unpatched_gevent_times_out_on_the_row_lock(tmp_path):
+def test_for_update_times_out_on_the_row_lock_where_psycopg_blocks_the_greenlets(tmp_path):
     """The holder of the row lock is a greenlet that yielded; the next one's SELECT ... FOR UPDATE blocks the
-    thread, so the holder cannot commit until the waiter's lock_timeout gives up."""
-    proc, data = run_lab(["-s", "gevent-unpatched", "-t", "postgres-for-update", "--quick"], tmp_path)
-    cell = data["cells"][0]
-    assert cell["observed"]["verdict"] == ["error"], cell["counts"]
-    assert all(text.startswith("lock-timeout: row lock not acquired in 100 ms") for text in
-               cell["counts"]["error_kinds"]), cell["counts"]["error_kinds"]
-    assert cell["match"] is True and proc.returncode == 0
+    thread, so the holder cannot commit until the waiter's lock_timeout gives up. psycopg blocks where gevent
+    has not patched select - and where the app imported psycopg before the worker patched (gevent-preload);
+    imported after the patch (gevent-x1) it yields, and the same code is correct."""
+    proc, data = run_lab(["-s", "gevent-unpatched,gevent-preload,gevent-x1", "-t", "postgres-for-update", "--quick"],
+                         tmp_path)
+    cells = {c["scenario"]: c for c in data["cells"]}
+    for scenario in ("gevent-unpatched", "gevent-preload"):
+        cell = cells[scenario]
+        assert cell["observed"]["verdict"] == ["error"], (scenario, cell["counts"])
+        assert all(text.startswith("lock-timeout: row lock not acquired in 100 ms") for text in
+                   cell["counts"]["error_kinds"]), (scenario, cell["counts"]["error_kinds"])
+    assert cells["gevent-x1"]["observed"]["verdict"] == ["correct"], cells["gevent-x1"]["counts"]
+    assert all(c["match"] is True for c in cells.values()) and proc.returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +184,12 @@ def test_declared_expectations(scenarios):
         assert expect("postgres-update", scenario).label == "correct", name
         unpatched = scenario.in_process_concurrency == "greenlets-unpatched"
         assert expect("postgres-serializable", scenario).label == ("error" if unpatched else "correct"), name
+        blocks = unpatched or scenario.imported_before_patch
+        assert expect("postgres-for-update", scenario).label == ("error" if blocks else "correct"), name
+    # The retries run out only when enough users contend: at fewer than that the cell is not judged.
+    assert expectation_for("postgres-serializable", scenarios["gevent-unpatched"], "yield", 50).label == "error"
+    assert not expectation_for("postgres-serializable", scenarios["gevent-unpatched"], "yield", 20).judged
+    assert expectation_for("postgres-serializable", scenarios["gevent-x1"], "yield", 20).label == "correct"
     assert expect("sql-update", scenarios["scale-out-3"]).label == "diverges"
     assert expect("postgres-read-modify-write", scenarios["sync-x1"]).label == "correct"
     assert expect("postgres-read-modify-write", scenarios["gevent-x4"]).label == "lost-updates"

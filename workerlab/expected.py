@@ -42,6 +42,9 @@ LOCK_TIMEOUT = r"^lock-timeout: "
 SHARED_SOCKET = r"^(internal: ConcurrentObjectUseError$|backend-error: memcached cache\.inc returned None)"
 RETRIES_EXHAUSTED = r"^retries-exhausted: "
 POSTGRES = "PostgreSQL (one server for every process and instance)"
+# postgres-serializable in an unpatched gevent worker: every user contends in every round, one commits. At the
+# default 50 users the 30 tries run out; at --quick's 20 they sufficed (192 of 192 answered, measured).
+USERS_FOR_EXHAUSTION = 50
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Expectation:
     cause: str | None = None  # an expected error: the pattern every failed request's error text matches
     # Words that may show or not: they rest on a race window not pinned, or on a race the reason names.
     maybe: frozenset[str] = frozenset()
+    min_users: int = 0  # holds at this many concurrent users or more; with fewer the cell is not judged
 
     @property
     def label(self) -> str:
@@ -229,10 +233,13 @@ def expect(strategy: str, s: Scenario) -> Expectation:
     if strategy == "postgres-read-modify-write":
         return shared_racy(s, "PostgreSQL row (READ COMMITTED: the transaction locks nothing at the read)")
     if strategy == "postgres-for-update":
-        if s.in_process_concurrency == "greenlets-unpatched":
+        if s.in_process_concurrency == "greenlets-unpatched" or s.imported_before_patch:
+            how = ("psycopg does not yield unpatched" if s.in_process_concurrency == "greenlets-unpatched" else
+                   "the app imported psycopg in the master, before the worker patched select, and psycopg picks how "
+                   "it waits at import")
             return Expectation(
                 _v(ERROR), "a greenlet holding the row lock yields; the next one's SELECT ... FOR UPDATE blocks the "
-                "whole thread (psycopg does not yield unpatched), so the holder never commits: lock_timeout", True,
+                f"whole thread ({how}), so the holder never commits: lock_timeout", True,
                 cause=LOCK_TIMEOUT,
             )
         return Expectation(CORRECT_VERDICT, f"{POSTGRES}: SELECT ... FOR UPDATE holds the row lock from the read "
@@ -242,7 +249,7 @@ def expect(strategy: str, s: Scenario) -> Expectation:
             return Expectation(
                 _v(ERROR), "every greenlet of the thread reads in the window before any commits, so each round commits "
                 "one and refuses the rest; the worker's pool is unbounded (a bounded one deadlocks it), so ~50 "
-                "contend at once and retries run out", True, cause=RETRIES_EXHAUSTED,
+                "contend at once and retries run out", True, cause=RETRIES_EXHAUSTED, min_users=USERS_FOR_EXHAUSTION,
             )
         return Expectation(CORRECT_VERDICT, f"{POSTGRES}: SERIALIZABLE refuses to commit the second of two that "
                                             "read the same value (40001); that request retries, and a small pool per "
@@ -297,8 +304,12 @@ def expect(strategy: str, s: Scenario) -> Expectation:
     raise KeyError(f"no expected verdict declared for strategy {strategy!r}")
 
 
-def expectation_for(strategy: str, s: Scenario, race_window: str) -> Expectation:
+def expectation_for(strategy: str, s: Scenario, race_window: str, users: int | None = None) -> Expectation:
+    """The expectation of one cell as run: not judged where it rests on a race window not pinned, or on more
+    concurrent users than the cell runs (``users``; None: the default load, for the declared table)."""
     e = expect(strategy, s)
+    if users is not None and users < e.min_users:
+        return Expectation(frozenset({ANY}), f"not judged at {users} users: holds from {e.min_users} ({e.reason})")
     if race_window != "yield" and e.rests_on_window:
         kept = e.verdict & {DIVERGES}  # each process counting on its own does not rest on any window
         if not kept:

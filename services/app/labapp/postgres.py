@@ -19,7 +19,7 @@ import threading
 from contextlib import contextmanager
 
 from .errors import LockTimeout, SidecarUnreachable
-from .race import real_lock_in_greenlet
+from .race import in_greenlet, real_lock_in_greenlet
 
 # The lab's one table in PostgreSQL, made once per process under an advisory lock (two processes running
 # CREATE TABLE IF NOT EXISTS at once can both try to create it).
@@ -34,13 +34,23 @@ POOL_MAX = 2
 POOL_MAX_UNPATCHED = 64
 GETCONN_TIMEOUT_S = 5.0  # no connection from the pool by then (the server is down): 503
 CONNECT_TIMEOUT_S = 2
-# Waiting for a row lock: in an unpatched gevent worker the waiter blocks its thread, and the holder is a
-# greenlet of that thread that can only release it once the waiter gives up - so give up fast there.
+# Waiting for a row lock: where psycopg waits by blocking (a gevent worker unpatched, or that patched after the
+# app imported psycopg) the waiter blocks its thread, and the holder is a greenlet of that thread that can only
+# release it once the waiter gives up - so give up fast there.
 LOCK_TIMEOUT_MS = 5000
 LOCK_TIMEOUT_UNPATCHED_MS = 100
 # Errors that mean the server is not there: no SQLSTATE (the client lost the connection), class 08
 # (connection exception), 57P01-57P03 (the server is shutting down or starting).
 LOST_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def _psycopg_blocks_greenlets() -> bool:
+    """True in a greenlet when psycopg waits for the server by blocking the thread. psycopg picks how it waits
+    when it is imported and cooperates only if gevent had patched ``select`` by then: not in an unpatched worker,
+    nor when the app imported it before the worker patched (``--preload``: the factory runs in the master)."""
+    import psycopg.waiting
+
+    return in_greenlet() and psycopg.waiting.wait is not psycopg.waiting.wait_select
 
 
 class Postgres:
@@ -87,7 +97,7 @@ class Postgres:
 
         # The pool waits on locks it makes now: real ones in a greenlet where gevent has not patched threading.
         unpatched = real_lock_in_greenlet(threading.Lock())
-        if unpatched:
+        if unpatched or _psycopg_blocks_greenlets():
             self.lock_timeout_ms = LOCK_TIMEOUT_UNPATCHED_MS
         pool = ConnectionPool(
             self.url, min_size=1, max_size=POOL_MAX_UNPATCHED if unpatched else POOL_MAX, timeout=GETCONN_TIMEOUT_S,

@@ -21,7 +21,8 @@ import time
 RACE_WINDOWS = ("none", "yield", "io")  # the modes above; LAB_RACE_WINDOW and the runner's --race-window
 
 
-def _gevent_running() -> bool:
+def in_greenlet() -> bool:
+    """True in a greenlet of gevent's hub (a gevent worker's request), patched or not."""
     if "gevent" not in sys.modules:
         return False
     import gevent
@@ -31,7 +32,7 @@ def _gevent_running() -> bool:
 
 def cooperative_sleep(seconds: float) -> None:
     """Sleep without stalling the other greenlets of this thread, patched or not."""
-    if _gevent_running():
+    if in_greenlet():
         import gevent
 
         gevent.sleep(seconds)
@@ -50,7 +51,7 @@ class RaceWindow:
         if self.mode == "io" and self.redis_client is not None:
             self.redis_client.ping()
             return
-        if _gevent_running():
+        if in_greenlet():
             import gevent
 
             gevent.sleep(0)
@@ -62,4 +63,4 @@ def real_lock_in_greenlet(lock) -> bool:
     """True in a greenlet when ``lock`` is the interpreter's own lock, not gevent's: waiting on it stalls
     every greenlet of the thread. So it is where gevent did not patch threading - and where it patched only
     after the lock was made (an app imported before the worker patched: gunicorn --preload)."""
-    return _gevent_running() and not type(lock).__module__.startswith("gevent")
+    return in_greenlet() and not type(lock).__module__.startswith("gevent")
