@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from loadtests.checkers import CheckResult
 from loadtests.verdicts import MATRIX_WORDS
 from workerlab.expected import HOST_FILES, LOCK_TIMEOUT, expect, expectation_for
@@ -250,3 +252,37 @@ def test_the_expected_python_memcached_errors_are_replies_read_by_the_wrong_proc
     assert e.judge(v("crossed", "error"), {NOT_READ_BACK: 1316, "internal: ValueError": 7}) is True
     assert e.judge(v("crossed", "error"), {NOT_READ_BACK: 1316, "internal: RuntimeError": 1}) is False
     assert e.judge(v("error"), {NOT_READ_BACK: 1316}) is False  # no answer that was another request's
+
+
+def test_every_strategy_is_judged_by_its_traits_or_a_named_rule():
+    """What a strategy is sits on the strategy (labapp/strategies/base.py): where its state lives and how it is
+    updated pick the rule; only the named exceptions and the fork-safety rows are rules of their own."""
+    from workerlab.expected import EXCEPTIONS, TRAIT_RULES
+    from workerlab.expected_fork import RULES as FORK_RULES
+    from workerlab.strategies import STRATEGIES
+
+    for name, st in STRATEGIES.items():
+        assert (st.lives, st.updates) in TRAIT_RULES or name in EXCEPTIONS or name in FORK_RULES, name
+    assert len(EXCEPTIONS) + len(FORK_RULES) < len(STRATEGIES) / 2  # a few named exceptions, not a rule per name
+
+
+def test_a_strategy_is_judged_by_its_traits(scenarios, monkeypatch):
+    """Both ways: the same traits give the same expectation whatever the name; other traits, another one; traits
+    without a rule are refused."""
+    from dataclasses import replace
+
+    from workerlab import expected
+    from workerlab.strategies import STRATEGIES
+
+    naive = STRATEGIES["naive-global"]
+    monkeypatch.setitem(STRATEGIES, "my-global", replace(naive, name="my-global"))
+    monkeypatch.setitem(STRATEGIES, "my-store", replace(naive, name="my-store", lives="store", updates="atomic",
+                                                        store="redis"))
+    monkeypatch.setitem(STRATEGIES, "my-nothing", replace(naive, name="my-nothing", lives="cloud", updates="magic"))
+    for s in scenarios.values():
+        assert expected.expect("my-global", s) == expected.expect("naive-global", s), s.name
+        assert expected.expect("my-store", s) == expected.expect("redis-incr", s), s.name
+    assert expected.expect("my-global", scenarios["sync-x4"]).label == "diverges"
+    assert expected.expect("my-store", scenarios["sync-x4"]).label == "correct"
+    with pytest.raises(KeyError, match="my-nothing"):
+        expected.expect("my-nothing", scenarios["sync-x4"])

@@ -33,6 +33,7 @@ from loadtests.verdicts import (
 )
 
 from .scenarios import Scenario
+from .strategies import STRATEGIES
 
 CORRECT_VERDICT = frozenset({CORRECT})
 # The causes an expected error names: a pattern over the failed requests' error texts.
@@ -160,148 +161,155 @@ def _session_in_process(s: Scenario) -> Expectation:
     return Expectation(CORRECT_VERDICT, "one dict, and one user's requests come one at a time")
 
 
-# Strategies whose state is a file of the host the app runs on: LAB_DATA_DIR, one per instance.
-HOST_FILES = {
-    "sql-update": "SQLite file",
-    "cache-filesystem-get-set": "cache folder",
-    "cache-filesystem-inc": "cache folder",
-    "server-session-fs": "session folder",
-    "server-session-fs-same-user": "session folder",
-}
+# Strategies whose state is a file of the host the app runs on (LAB_DATA_DIR, one per instance): from their traits.
+HOST_FILES = {name: st.host_files for name, st in STRATEGIES.items() if st.host_files}
 
 
-def _across_hosts(strategy: str, s: Scenario) -> Expectation:
-    """A host-local store under several instances: each instance is a host with its own files."""
-    hosts = f"each instance is its own host: its own {HOST_FILES[strategy]}"
-    if strategy == "server-session-fs":
+def _across_hosts(st, s: Scenario) -> Expectation:
+    """A store that is a file of the host under several instances: each instance is a host with its own files."""
+    hosts = f"each instance is its own host: its own {st.host_files}"
+    if st.name == "server-session-fs":
         # Not per-instance sequences (as session-dict's): the id itself does not survive the hop.
         return Expectation(_v(LOST_UPDATES), f"{hosts}; an instance that does not hold the user's session id "
                                              "starts a new session (a new id, a new cookie) at 1, so the "
                                              "user's count starts again at every hop to another instance")
-    if strategy == "server-session-fs-same-user":
+    if st.name == "server-session-fs-same-user":
         return Expectation(_v(LOST_UPDATES, DIVERGES), f"{hosts}; the shared session lives on one instance, "
                                                        "the others answer every request from a new session "
                                                        "(value 1) and read 0 at rest")
-    one_host = expect(strategy, replace(s, instances=1))
+    one_host = expect(st.name, replace(s, instances=1))
     if one_host.verdict == CORRECT_VERDICT:
         return Expectation(_v(DIVERGES), f"{hosts}, where it counts right on its own")
     return Expectation(one_host.verdict | {DIVERGES}, f"{hosts}, where {one_host.reason}",
                        one_host.rests_on_window)
 
 
-def _memcached_client_shared(strategy: str) -> Expectation:
+def _memcached_client_shared(st, s: Scenario) -> Expectation | None:
     """cachelib's memcached backend when the app was imported before gevent patched (gunicorn --preload)."""
+    if not s.imported_before_patch:
+        return None
     shared = ("cachelib uses python-memcached, whose Client is a threading.local defined at import, before the "
               "worker patched threading: one client - one socket - for every greenlet. Two greenlets waiting on it: "
               "the second fails (ConcurrentObjectUseError) and leaves its answer in the socket for the next request, "
               "or python-memcached swallows the socket error, marks the server dead for 30 s and answers nothing")
-    if strategy == "cache-memcached-inc":
+    if st.name == "cache-memcached-inc":
         return Expectation(_v(LOST_UPDATES, ERROR), f"{shared} - which inc turns into an error", cause=SHARED_SOCKET)
     return Expectation(_v(LOST_UPDATES), f"{shared} - which get takes for a missing key (0), so an error shows "
                        "only when the collision is gevent's", cause=SHARED_SOCKET, maybe=frozenset({ERROR}))
 
 
+def _thread_local(st, s: Scenario) -> Expectation:
+    if s.in_process_concurrency == "greenlets-unpatched":
+        return Expectation(_v(LEAKS), "unpatched threading.local is shared by all greenlets of the thread", True)
+    if s.imported_before_patch:
+        return Expectation(_v(LEAKS), "the threading.local was made at import, before the worker patched "
+                                      "threading: the real one, shared by all greenlets of the thread", True)
+    return Expectation(CORRECT_VERDICT, "one value per thread (per greenlet when gevent patched threading)")
+
+
+def _one_per_process(st, s: Scenario) -> Expectation:
+    if s.in_process_concurrency != "none":
+        return Expectation(_v(LEAKS), f"concurrent requests ({s.in_process_concurrency}) overwrite one {st.store}",
+                           True)
+    return Expectation(CORRECT_VERDICT, "only one request per process at a time")
+
+
+# The rules: where the state lives x how a request updates it (the strategy's traits, labapp/strategies/base.py),
+# each a function of the strategy and the scenario's traits.
+TRAIT_RULES = {
+    ("process", "racy"): lambda st, s: in_process(s),
+    ("process", "locked"): lambda st, s: in_process(s, lock=True),
+    ("process", "atomic"): lambda st, s: in_process(s, atomic_in_process=True),
+    ("process", "per-user"): lambda st, s: _session_in_process(s),
+    ("store", "atomic"): lambda st, s: shared_atomic(s, st.store),
+    ("store", "racy"): lambda st, s: shared_racy(s, st.store),
+    ("store", "racy-socket"): lambda st, s: shared_racy(s, st.store, yields_in_process=_io_yields(s, "socket")),
+    ("store", "racy-file"): lambda st, s: shared_racy(s, st.store, yields_in_process=_io_yields(s, "file")),
+    ("session", "per-user"): lambda st, s: Expectation(CORRECT_VERDICT, "the session belongs to one user, whose "
+                                                                         "requests come one at a time"),
+    ("session", "shared"): lambda st, s: shared_racy(s, "session"),
+    ("request", "context"): lambda st, s: Expectation(CORRECT_VERDICT, "kept per request in a context variable, "
+                                                                        "per thread and per greenlet"),
+    ("request", "thread"): _thread_local,
+    ("request", "process"): _one_per_process,
+}
+
+
+def _seed(st, s: Scenario) -> Expectation:
+    return in_process(s, race=DUPLICATES, race_reason="switch between the increment and the return: two requests "
+                      "read the later value, the one between is skipped, none is lost")
+
+
+def _postgres_for_update(st, s: Scenario) -> Expectation:
+    if s.in_process_concurrency == "greenlets-unpatched" or s.imported_before_patch:
+        how = ("psycopg does not yield unpatched" if s.in_process_concurrency == "greenlets-unpatched" else
+               "the app imported psycopg in the master, before the worker patched select, and psycopg picks how "
+               "it waits at import")
+        return Expectation(
+            _v(ERROR), "a greenlet holding the row lock yields; the next one's SELECT ... FOR UPDATE blocks the "
+            f"whole thread ({how}), so the holder never commits: lock_timeout", True,
+            cause=LOCK_TIMEOUT,
+        )
+    return Expectation(CORRECT_VERDICT, f"{POSTGRES}: SELECT ... FOR UPDATE holds the row lock from the read "
+                                        "to the commit; the next reader waits")
+
+
+def _postgres_serializable(st, s: Scenario) -> Expectation:
+    if s.in_process_concurrency == "greenlets-unpatched":
+        return Expectation(
+            _v(ERROR), "every greenlet of the thread reads in the window before any commits, so each round commits "
+            "one and refuses the rest; the worker's pool is unbounded (a bounded one deadlocks it), so ~50 "
+            "contend at once and retries run out", True, cause=RETRIES_EXHAUSTED, min_users=USERS_FOR_EXHAUSTION,
+        )
+    return Expectation(CORRECT_VERDICT, f"{POSTGRES}: SERIALIZABLE refuses to commit the second of two that "
+                                        "read the same value (40001); that request retries, and a small pool per "
+                                        "process keeps the contenders few")
+
+
+def _manager(st, s: Scenario) -> Expectation | None:
+    if s.in_process_concurrency == "greenlets":
+        return Expectation(
+            _v(ERROR), "multiprocessing's Connection reads a socket gevent made non-blocking: EAGAIN", cause=EAGAIN
+        )
+    return None
+
+
+def _big_cookie(st, s: Scenario) -> Expectation:
+    return Expectation(
+        _v(LOST_UPDATES),
+        "past 4096 bytes (name + value) the browser ignores the new cookie and the state stops advancing; "
+        "the load generator applies the browser's rule (checked against Chromium in tests/browser)",
+    )
+
+
+# The named exceptions: what a library or a protocol does beyond its traits. None: the traits' rule applies.
+EXCEPTIONS = {
+    "seed-someobj": _seed,
+    "seed-someobj-no-window": lambda st, s: in_process(s, atomic_in_process=True, safe_reason=NO_SWITCH),
+    "postgres-for-update": _postgres_for_update,
+    "postgres-serializable": _postgres_serializable,
+    "mp-manager": _manager,
+    "cookie-session-big": _big_cookie,
+    "cache-memcached-get-set": _memcached_client_shared,
+    "cache-memcached-inc": _memcached_client_shared,
+}
+
+
 def expect(strategy: str, s: Scenario) -> Expectation:
-    """The expected verdict for one cell."""
+    """The expected verdict for one cell: the fork-safety rows' own rules, else a named exception, else the rule
+    of the strategy's traits - a store that is a file of the host counting per instance under several."""
     from .expected_fork import RULES as FORK_RULES  # fork safety and gunicorn's stash: a module of their own
 
     if strategy in FORK_RULES:
         return FORK_RULES[strategy](s)
-    if strategy in HOST_FILES and s.instances > 1:
-        return _across_hosts(strategy, s)
-    if strategy == "naive-global":
-        return in_process(s)
-    if strategy == "locked-global":
-        return in_process(s, lock=True)
-    if strategy == "seed-someobj":
-        return in_process(s, race=DUPLICATES, race_reason="switch between the increment and the return: two "
-                          "requests read the later value, the one between is skipped, none is lost")
-    if strategy == "seed-someobj-no-window":
-        return in_process(s, atomic_in_process=True, safe_reason=NO_SWITCH)
-    if strategy == "cache-simple-get-set":
-        return in_process(s)
-    if strategy == "cache-simple-inc":
-        return in_process(s, atomic_in_process=True)
-    if strategy in ("redis-incr", "cache-redis-inc"):
-        return shared_atomic(s, "redis")
-    if strategy in ("memcached-incr", "memcached-cas"):
-        return shared_atomic(s, "memcached")
-    if strategy == "sql-update":
-        return shared_atomic(s, "SQLite (one transaction)")
-    if strategy == "postgres-update":
-        return shared_atomic(s, POSTGRES)
-    if strategy == "postgres-read-modify-write":
-        return shared_racy(s, "PostgreSQL row (READ COMMITTED: the transaction locks nothing at the read)")
-    if strategy == "postgres-for-update":
-        if s.in_process_concurrency == "greenlets-unpatched" or s.imported_before_patch:
-            how = ("psycopg does not yield unpatched" if s.in_process_concurrency == "greenlets-unpatched" else
-                   "the app imported psycopg in the master, before the worker patched select, and psycopg picks how "
-                   "it waits at import")
-            return Expectation(
-                _v(ERROR), "a greenlet holding the row lock yields; the next one's SELECT ... FOR UPDATE blocks the "
-                f"whole thread ({how}), so the holder never commits: lock_timeout", True,
-                cause=LOCK_TIMEOUT,
-            )
-        return Expectation(CORRECT_VERDICT, f"{POSTGRES}: SELECT ... FOR UPDATE holds the row lock from the read "
-                                            "to the commit; the next reader waits")
-    if strategy == "postgres-serializable":
-        if s.in_process_concurrency == "greenlets-unpatched":
-            return Expectation(
-                _v(ERROR), "every greenlet of the thread reads in the window before any commits, so each round commits "
-                "one and refuses the rest; the worker's pool is unbounded (a bounded one deadlocks it), so ~50 "
-                "contend at once and retries run out", True, cause=RETRIES_EXHAUSTED, min_users=USERS_FOR_EXHAUSTION,
-            )
-        return Expectation(CORRECT_VERDICT, f"{POSTGRES}: SERIALIZABLE refuses to commit the second of two that "
-                                            "read the same value (40001); that request retries, and a small pool per "
-                                            "process keeps the contenders few")
-    if strategy == "mp-manager":
-        if s.in_process_concurrency == "greenlets":
-            return Expectation(
-                _v(ERROR), "multiprocessing's Connection reads a socket gevent made non-blocking: EAGAIN", cause=EAGAIN
-            )
-        return shared_atomic(s, "the manager server (under its lock)")
-    if strategy in ("redis-get-set", "cache-redis-get-set"):
-        return shared_racy(s, "redis")
-    if strategy.startswith("cache-memcached-") and s.imported_before_patch:
-        return _memcached_client_shared(strategy)
-    if strategy in ("memcached-get-set", "cache-memcached-get-set"):
-        return shared_racy(s, "memcached")
-    if strategy == "cache-filesystem-get-set":
-        return shared_racy(s, "cache file")
-    if strategy == "cache-memcached-inc":
-        # cachelib's MemcachedCache.inc is a get then a set, not memcached's incr.
-        return shared_racy(s, "memcached (cachelib inc is get+set)", yields_in_process=_io_yields(s, "socket"))
-    if strategy == "cache-filesystem-inc":
-        return shared_racy(s, "cache file (cachelib inc is get+set)", yields_in_process=_io_yields(s, "file"))
-    if strategy in ("server-session-redis-same-user", "server-session-fs-same-user"):
-        return shared_racy(s, "session")
-    if strategy in ("cookie-session", "server-session-redis", "server-session-fs"):
-        return Expectation(CORRECT_VERDICT, "the session belongs to one user, whose requests come one at a time")
-    if strategy == "cookie-session-big":
-        return Expectation(
-            _v(LOST_UPDATES),
-            "past 4096 bytes (name + value) the browser ignores the new cookie and the state stops advancing; "
-            "the load generator applies the browser's rule (checked against Chromium in tests/browser)",
-        )
-    if strategy == "session-dict":
-        return _session_in_process(s)
-    if strategy in ("iso-request", "iso-contextvar", "iso-flask-g"):
-        return Expectation(CORRECT_VERDICT, "kept per request in a context variable, per thread and per greenlet")
-    if strategy == "iso-thread-local":
-        if s.in_process_concurrency == "greenlets-unpatched":
-            return Expectation(_v(LEAKS), "unpatched threading.local is shared by all greenlets of the thread", True)
-        if s.imported_before_patch:
-            return Expectation(_v(LEAKS), "the threading.local was made at import, before the worker patched "
-                                          "threading: the real one, shared by all greenlets of the thread", True)
-        return Expectation(CORRECT_VERDICT, "one value per thread (per greenlet when gevent patched threading)")
-    if strategy in ("iso-module-global", "iso-class-attribute"):
-        one = "class" if strategy == "iso-class-attribute" else "global"
-        if s.in_process_concurrency != "none":
-            return Expectation(
-                _v(LEAKS), f"concurrent requests ({s.in_process_concurrency}) overwrite one {one}", True
-            )
-        return Expectation(CORRECT_VERDICT, "only one request per process at a time")
-    raise KeyError(f"no expected verdict declared for strategy {strategy!r}")
+    st = STRATEGIES[strategy] if strategy in STRATEGIES else None
+    if st is None or (st.lives, st.updates) not in TRAIT_RULES and strategy not in EXCEPTIONS:
+        raise KeyError(f"no expected verdict declared for strategy {strategy!r}")
+    if st.host_files and s.instances > 1:
+        return _across_hosts(st, s)
+    exception = EXCEPTIONS.get(strategy)
+    found = exception(st, s) if exception else None
+    return found if found is not None else TRAIT_RULES[st.lives, st.updates](st, s)
 
 
 def expectation_for(strategy: str, s: Scenario, race_window: str, users: int | None = None) -> Expectation:

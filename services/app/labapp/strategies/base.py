@@ -29,6 +29,15 @@ class Strategy:
     summary: str
     needs: tuple[str, ...] = ()  # sidecars: redis, memcached, manager, postgres
     question: int | None = None  # the QUESTIONS.md row it answers
+    # What it is, for the runner's expected verdicts (rules over these traits x the scenario's: workerlab/expected.py):
+    # where the state lives (process | store | session | request), how a request updates it (process/store:
+    # atomic | locked | racy, with an explicit window | racy-socket, racy-file: a library's get+set, interleaving
+    # only where that I/O yields; session: per-user | shared; request: context | thread | process), what holds it
+    # in words, and - for a store that is a file of the host (SQLite, a cache or session folder) - which files.
+    lives: str = ""
+    updates: str = ""
+    store: str = ""
+    host_files: str = ""
     # Filled in by the app factory.
     res: object = field(default=None, repr=False)
 

@@ -62,6 +62,22 @@ class CacheInc(CacheCounter):
         return int(value)
 
 
+# Where each backend keeps the counter and how its get+set or inc updates it (base.py's traits): SimpleCache is
+# the process's own dict (its inc under a lock); redis' inc is INCR; cachelib's memcached and filesystem inc are
+# a get and a set, interleaving only where a socket or a file read yields.
+CACHE_TRAITS = {
+    ("simple", "get-set"): dict(lives="process", updates="racy"),
+    ("simple", "inc"): dict(lives="process", updates="atomic"),
+    ("redis", "get-set"): dict(lives="store", updates="racy", store="redis"),
+    ("redis", "inc"): dict(lives="store", updates="atomic", store="redis"),
+    ("memcached", "get-set"): dict(lives="store", updates="racy", store="memcached"),
+    ("memcached", "inc"): dict(lives="store", updates="racy-socket", store="memcached (cachelib inc is get+set)"),
+    ("filesystem", "get-set"): dict(lives="store", updates="racy", store="cache file", host_files="cache folder"),
+    ("filesystem", "inc"): dict(lives="store", updates="racy-file", store="cache file (cachelib inc is get+set)",
+                                host_files="cache folder"),
+}
+
+
 def _make(cls, backend: str, how: str):
     sidecar = BACKENDS[backend][1]
     strategy = cls(
@@ -70,6 +86,7 @@ def _make(cls, backend: str, how: str):
         f"Flask-Caching {BACKENDS[backend][0]}, counter by {'cache.inc' if how == 'inc' else 'get then set'}",
         (sidecar,) if sidecar else (),
         question=9,
+        **CACHE_TRAITS[backend, how],
     )
     strategy.backend = backend
     return strategy

@@ -63,5 +63,6 @@ class StashGetPut(CounterStrategy):
 
 STRATEGIES = [
     StashGetPut("gunicorn-stash", "counter", "gunicorn.dirty.stash get, then put value+1 (held by the dirty arbiter)",
-                ("gunicorn-stash",)),
+                ("gunicorn-stash",),
+        lives="store", updates="racy", store="stash"),
 ]

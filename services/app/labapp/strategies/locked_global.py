@@ -42,5 +42,6 @@ class LockedGlobal(CounterStrategy):
 
 
 STRATEGIES = [
-    LockedGlobal("locked-global", "counter", "module global guarded by threading.Lock", question=2)
+    LockedGlobal("locked-global", "counter", "module global guarded by threading.Lock", question=2,
+        lives="process", updates="locked")
 ]

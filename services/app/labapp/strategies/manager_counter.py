@@ -44,6 +44,6 @@ class ManagerCounter(CounterStrategy):
 
 STRATEGIES = [
     ManagerCounter(
-        "mp-manager", "counter", "multiprocessing.Manager server, one locked incr per call", ("manager",), question=6
-    )
+        "mp-manager", "counter", "multiprocessing.Manager server, one locked incr per call", ("manager",), question=6,
+        lives="store", updates="atomic", store="the manager server (under its lock)")
 ]

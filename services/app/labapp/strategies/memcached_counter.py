@@ -56,7 +56,10 @@ class MemcachedCas(MemcachedIncr):
 
 
 STRATEGIES = [
-    MemcachedIncr("memcached-incr", "counter", "memcached incr (after add)", ("memcached",), question=6),
-    MemcachedGetSet("memcached-get-set", "counter", "memcached get, then set value+1", ("memcached",), question=6),
-    MemcachedCas("memcached-cas", "counter", "memcached gets/cas retry loop", ("memcached",), question=6),
+    MemcachedIncr("memcached-incr", "counter", "memcached incr (after add)", ("memcached",), question=6,
+        lives="store", updates="atomic", store="memcached"),
+    MemcachedGetSet("memcached-get-set", "counter", "memcached get, then set value+1", ("memcached",), question=6,
+        lives="store", updates="racy", store="memcached"),
+    MemcachedCas("memcached-cas", "counter", "memcached gets/cas retry loop", ("memcached",), question=6,
+        lives="store", updates="atomic", store="memcached"),
 ]

@@ -43,5 +43,5 @@ STRATEGIES = [
         "counter",
         "module-level object doing param += 1",
         question=1,
-    )
+        lives="process", updates="racy")
 ]

@@ -122,13 +122,18 @@ class PostgresSerializable(PostgresCounter):
 _NEEDS = ("postgres",)
 STRATEGIES = [
     PostgresUpdate("postgres-update", "counter", "PostgreSQL UPDATE ... SET n = n + 1 RETURNING n (atomic)",
-                   _NEEDS, question=6),
+                   _NEEDS, question=6,
+        lives="store", updates="atomic", store="PostgreSQL (one server for every process and instance)"),
     PostgresReadModifyWrite("postgres-read-modify-write", "counter",
                             "PostgreSQL SELECT, then UPDATE value+1, in a READ COMMITTED transaction", _NEEDS,
-                            question=6),
+                            question=6,
+        lives="store", updates="racy",
+        store="PostgreSQL row (READ COMMITTED: the transaction locks nothing at the read)"),
     PostgresForUpdate("postgres-for-update", "counter", "PostgreSQL SELECT ... FOR UPDATE, then UPDATE value+1",
-                      _NEEDS, question=6),
+                      _NEEDS, question=6,
+        lives="store", updates="locked", store="PostgreSQL (one server for every process and instance)"),
     PostgresSerializable("postgres-serializable", "counter",
                          "PostgreSQL SELECT, then UPDATE value+1 at SERIALIZABLE, retried (a bounded number of "
-                         "tries) on serialization failure", _NEEDS, question=6),
+                         "tries) on serialization failure", _NEEDS, question=6,
+        lives="store", updates="retried", store="PostgreSQL (one server for every process and instance)"),
 ]

@@ -26,6 +26,8 @@ class RedisGetSet(RedisIncr):
 
 
 STRATEGIES = [
-    RedisIncr("redis-incr", "counter", "redis INCR (atomic on the server)", ("redis",), question=6),
-    RedisGetSet("redis-get-set", "counter", "redis GET, then SET value+1", ("redis",), question=6),
+    RedisIncr("redis-incr", "counter", "redis INCR (atomic on the server)", ("redis",), question=6,
+        lives="store", updates="atomic", store="redis"),
+    RedisGetSet("redis-get-set", "counter", "redis GET, then SET value+1", ("redis",), question=6,
+        lives="store", updates="racy", store="redis"),
 ]

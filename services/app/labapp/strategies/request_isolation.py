@@ -78,11 +78,17 @@ class FromFlaskG(IsolationStrategy):
 
 
 STRATEGIES = [
-    FromRequest("iso-request", "isolation", "flask.request read back after a yield", question=3),
-    FromContextVar("iso-contextvar", "isolation", "werkzeug LocalProxy over a ContextVar", question=4),
-    FromThreadLocal("iso-thread-local", "isolation", "hand-made threading.local", question=3),
-    FromModuleGlobal("iso-module-global", "isolation", "module global 'current user' set per request", question=4),
-    FromFlaskG("iso-flask-g", "isolation", "flask.g", question=5),
+    FromRequest("iso-request", "isolation", "flask.request read back after a yield", question=3,
+        lives="request", updates="context"),
+    FromContextVar("iso-contextvar", "isolation", "werkzeug LocalProxy over a ContextVar", question=4,
+        lives="request", updates="context"),
+    FromThreadLocal("iso-thread-local", "isolation", "hand-made threading.local", question=3,
+        lives="request", updates="thread"),
+    FromModuleGlobal("iso-module-global", "isolation", "module global 'current user' set per request", question=4,
+        lives="request", updates="process", store="global"),
+    FromFlaskG("iso-flask-g", "isolation", "flask.g", question=5,
+        lives="request", updates="context"),
     FromClassAttribute("iso-class-attribute", "isolation", "class attribute User.email assigned per request",
-                       question=11),
+                       question=11,
+        lives="request", updates="process", store="class"),
 ]

@@ -73,7 +73,9 @@ class SeedCounterNoWindow(SeedCounter):
 
 STRATEGIES = [
     SeedCounter("seed-someobj", "counter", "the seed's self.param += 1; return self.param, a window in between",
-                question=1),
+                question=1,
+        lives="process", updates="racy"),
     SeedCounterNoWindow("seed-someobj-no-window", "counter", "the seed's self.param += 1; return self.param as written",
-                        question=1),
+                        question=1,
+        lives="process", updates="atomic"),
 ]

@@ -45,20 +45,24 @@ class GrowingCookieSession(SessionCounter):
 
 
 STRATEGIES = [
-    SessionCounter("cookie-session", "session", "Flask's signed cookie session", question=7),
+    SessionCounter("cookie-session", "session", "Flask's signed cookie session", question=7,
+        lives="session", updates="per-user", store="the user's signed cookie"),
     GrowingCookieSession(
-        "cookie-session-big", "session", f"cookie session growing {PAD_PER_REQUEST} B per request", question=7
-    ),
-    SessionCounter("server-session-redis", "session", "Flask-Session, redis backend", ("redis",), question=7),
-    SessionCounter("server-session-fs", "session", "Flask-Session, filesystem (cachelib) backend", question=7),
+        "cookie-session-big", "session", f"cookie session growing {PAD_PER_REQUEST} B per request", question=7,
+        lives="session", updates="per-user", store="the user's signed cookie"),
+    SessionCounter("server-session-redis", "session", "Flask-Session, redis backend", ("redis",), question=7,
+        lives="session", updates="per-user", store="redis"),
+    SessionCounter("server-session-fs", "session", "Flask-Session, filesystem (cachelib) backend", question=7,
+        lives="session", updates="per-user", store="session files", host_files="session folder"),
     SessionCounter(
         "server-session-redis-same-user",
         "same-user",
         "Flask-Session (redis), concurrent requests of one user",
         ("redis",),
         question=7,
-    ),
+        lives="session", updates="shared", store="redis"),
     SessionCounter(
-        "server-session-fs-same-user", "same-user", "Flask-Session (files), concurrent requests of one user", question=7
-    ),
+        "server-session-fs-same-user", "same-user", "Flask-Session (files), concurrent requests of one user",
+        question=7,
+        lives="session", updates="shared", store="session files", host_files="session folder"),
 ]

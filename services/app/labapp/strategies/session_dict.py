@@ -52,4 +52,5 @@ class SessionDict(SessionStrategy):
         return {"value": entry["n"], "owner": entry["owner"], "dict_size": len(self.entries)}
 
 
-STRATEGIES = [SessionDict("session-dict", "session", "module dict keyed by session id, with expiry", question=8)]
+STRATEGIES = [SessionDict("session-dict", "session", "module dict keyed by session id, with expiry", question=8,
+        lives="process", updates="per-user")]

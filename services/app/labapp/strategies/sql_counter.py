@@ -58,4 +58,5 @@ class SqlCounter(CounterStrategy):
         return int(row[0]) if row else 0
 
 
-STRATEGIES = [SqlCounter("sql-update", "counter", "SQLite WAL, UPDATE ... RETURNING in a transaction", question=6)]
+STRATEGIES = [SqlCounter("sql-update", "counter", "SQLite WAL, UPDATE ... RETURNING in a transaction", question=6,
+        lives="store", updates="atomic", store="SQLite (one transaction)", host_files="SQLite file")]
