@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 from labtools import ROOT, run_lab
+from markupsafe import escape
 
 from workerlab.scenarios import load_scenarios
 from workerlab.userapp.declaration import load
@@ -32,7 +33,8 @@ def lab(tmp_path, *args: str, timeout: float = 900):
 
 
 def test_the_naive_shop_loses_its_global_counter_and_its_in_process_cart(tmp_path):
-    proc, by, _ = lab(tmp_path, "--app", str(EXAMPLES / "naive-shop"), "-s", "sync-x1,sync-x4,gthread-2x8", *LOAD)
+    proc, by, data = lab(tmp_path, "--app", str(EXAMPLES / "naive-shop"), "-s", "sync-x1,sync-x4,gthread-2x8",
+                         *LOAD)
     hits = by[("gthread-2x8", "hits")]
     assert "lost-updates" in hits["observed"]["verdict"], hits
     assert hits["counts"]["duplicates"] > 0  # two processes hand out the same values
@@ -45,6 +47,11 @@ def test_the_naive_shop_loses_its_global_counter_and_its_in_process_cart(tmp_pat
     assert one["claim"].startswith("not seen in ") and one["claim"].endswith("under sync-x1")
     assert "never safe across processes or instances" in one["still_breaks"]
     assert "hits: broke under " in proc.stdout and "safe only with one process" not in proc.stdout.split("hits:")[0]
+    # The same sentences are in results.json and in the HTML report, which reads nothing else.
+    assert data["endpoints"]["hits"].startswith("hits: broke under ")
+    html = (tmp_path / "out" / data["run_id"] / "report.html").read_text()
+    assert 'id="endpoints"' in html and 'data-endpoint="cart"' in html
+    assert escape(data["endpoints"]["hits"]) in html
 
 
 def test_the_redis_shop_is_not_seen_to_break_and_its_expectations_match(tmp_path):

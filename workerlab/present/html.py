@@ -232,6 +232,7 @@ def page_context(data: dict, mutants: dict | None = None) -> dict:
         "scenario_errors": {n: s.get("error") for n, s in (data.get("scenarios") or {}).items()
                             if isinstance(s, dict) and s.get("error")},
         "mutants": mutants,
+        "endpoints": data.get("endpoints") or {},  # a run of the user's app: one plain sentence per endpoint
         "ceilings": found,
         "ceilings_present": "ceilings" in data and bool(data.get("ceilings")),
         "charts": {

@@ -59,14 +59,25 @@ def run_app(app: Path, scenarios: dict[str, Scenario], settings: RunSettings, ou
     except ProbeError as exc:
         raise click.ClickException(str(exc)) from None
     data = matrix.results.data
+    # One plain sentence per endpoint, kept in results.json for the report (which reads nothing else).
+    data["endpoints"] = {name: plain_line(name, [c for c in data["cells"] if c["strategy"] == name], scenarios)
+                         for name in dict.fromkeys(c["strategy"] for c in data["cells"])}
+    matrix.results.write()
+    report_path = None
+    if data["cells"]:
+        with interrupt.shielded():  # it imports matplotlib: never interrupt a C extension's import
+            from ..present.html import render_report
+
+            report_path = render_report(run_dir)
     if mode != "json":
         console.print(matrix_table(data))
         console.print(throughput_table(data))
-        for name in dict.fromkeys(c["strategy"] for c in data["cells"]):
-            console.print(plain_line(name, [c for c in data["cells"] if c["strategy"] == name], scenarios),
-                          highlight=False)
+        for line in data["endpoints"].values():
+            console.print(line, highlight=False)
         partial = of_planned(data)
         console.print((f"[bold yellow]{data['status']}: {partial}.[/] " if partial else "")
                       + f"{summary_line(data['summary'])} ({time.monotonic() - started:.0f}s). "
                       f"Results: {run_dir / 'results.json'}")
+        if report_path:
+            console.print(f"HTML report: {report_path}")
     sys.exit(0 if data["summary"]["mismatched"] == 0 else 1)
