@@ -123,6 +123,36 @@ def test_report_in_chromium(page, tmp_path):
     page.mouse.move(0, 0)
     shot(page, "report-full.png", full_page=True)
 
+def test_the_verdict_grid_of_every_scenario_fits_a_1400_px_window(page, tmp_path):
+    """Every scenario of the lab as a column, every strategy as a row, and the widest labels a run shows: no
+    column is cut and the page does not scroll sideways at 1,400 px (long labels wrap after '+' and hyphens)."""
+    from workerlab.scenarios import load_scenarios
+    from workerlab.strategies import STRATEGIES
+
+    data = json.loads(FIXTURE.read_text())
+    template = data["cells"][0]
+    widest = ["lost-updates", "diverges", "error", "inconclusive"]
+    data["scenarios"] = {name: copy.deepcopy(next(iter(data["scenarios"].values()))) for name in load_scenarios()}
+    data["cells"] = []
+    for i, (strategy, scenario) in enumerate((st, sc) for st in STRATEGIES for sc in data["scenarios"]):
+        cell = copy.deepcopy(template)
+        cell.update(strategy=strategy, scenario=scenario, match=i % 7 != 0)
+        if i % 7 == 0:  # a mismatch with the longest label
+            cell["observed"] = {**cell["observed"], "verdict": widest, "label": "+".join(widest)}
+        data["cells"].append(cell)
+    run = tmp_path / data["run_id"]
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(data))
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.goto(render_report(run).as_uri())
+
+    headers = page.locator("#verdict-grid thead th")
+    assert headers.count() == 1 + len(data["scenarios"])
+    last = headers.nth(headers.count() - 1).bounding_box()
+    assert last["x"] + last["width"] <= 1401, last
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+
+
 
 def test_mismatch_in_chromium(page, tmp_path):
     data = json.loads(FIXTURE.read_text())
