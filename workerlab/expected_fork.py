@@ -28,6 +28,13 @@ PYMEMCACHE_SHARED = (r"^(internal: (MemcacheUnknownError|KeyError|ValueError|Att
                      r"|closed in another greenlet|MemcacheUnexpectedCloseError))")
 
 
+# A PostgreSQL session shared by processes (one socket): a reply read by the wrong reader leaves psycopg with a
+# result that is not its command's (SQLAlchemy: a SELECT that "does not return rows"; psycopg: "received 0
+# results", "got no result") - or the read gets another request's row or none (not read back).
+SQLALCHEMY_SHARED = ("^(" + re.escape(NOT_READ_BACK) + "$|internal: (ResourceClosedError|InternalError)$"
+                     "|sidecar-unreachable: postgres unreachable: OperationalError: .*server closed the connection)")
+
+
 def import_redis(s: Scenario) -> Expectation:
     return Expectation(CORRECT_VERDICT, "redis-py's pool remembers the pid that made its connections and makes new "
                                         "ones in any other process; between threads it hands each its own")
@@ -87,6 +94,26 @@ def lazy_thread(s: Scenario) -> Expectation:
     return Expectation(CORRECT_VERDICT, "each process starts its own refresher on first use, after any fork")
 
 
+def import_sqlalchemy(s: Scenario) -> Expectation:
+    if s.app_made_before_fork and (s.processes > 1 or s.forks_per_request):
+        return Expectation(_v(CROSSED, ERROR), "the connection the engine opened at import stays in its pool and "
+                                               "is copied into every process: SQLAlchemy's pool never looks at the "
+                                               "pid, so the processes talk over one PostgreSQL session and each "
+                                               "reads whichever reply comes - another request's row, another "
+                                               "command's result, or none", cause=SQLALCHEMY_SHARED)
+    if s.app_made_before_fork:
+        return Expectation(CORRECT_VERDICT, "one worker uses the connection the master opened at import, and the "
+                                            "master never does; the pool lends it to one request at a time")
+    return Expectation(CORRECT_VERDICT, "each process made its own engine; its pool lends a connection to one "
+                                        "request at a time")
+
+
+def sqlalchemy_fixed(s: Scenario) -> Expectation:
+    return Expectation(CORRECT_VERDICT, "each process opens its own connections after any fork (the engine made "
+                                        "on first use, or the inherited pool dropped with dispose(close=False)); "
+                                        "the pool lends each to one request at a time")
+
+
 def gunicorn_stash(s: Scenario) -> Expectation:
     if not s.has_stash:
         return Expectation(_v(ERROR), "no dirty arbiter in this server, so no stash (it needs gunicorn with "
@@ -106,5 +133,8 @@ RULES = {
     "lazy-pymemcache": lazy_pymemcache,
     "import-thread": import_thread,
     "lazy-thread": lazy_thread,
+    "import-sqlalchemy": import_sqlalchemy,
+    "lazy-sqlalchemy": sqlalchemy_fixed,
+    "dispose-sqlalchemy": sqlalchemy_fixed,
     "gunicorn-stash": gunicorn_stash,
 }
