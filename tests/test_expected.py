@@ -265,6 +265,7 @@ def test_a_sqlalchemy_engine_used_at_import_is_expected_to_fail_only_where_its_c
 def test_the_expected_sqlalchemy_errors_are_the_shared_sessions_never_a_server_down(scenarios):
     e = expect("import-sqlalchemy", scenarios["sync-x4-preload"])
     shared = {"internal: ResourceClosedError": 218, "internal: InternalError": 2, "internal: DatabaseError": 1,
+              "internal: ProgrammingError": 1,
               "sidecar-unreachable: postgres unreachable: OperationalError: consuming input failed: server closed the "
               "connection unexpectedly": 3,
               ("RetriesExceeded: URL http://127.0.0.1:46731/s/import-sqlalchemy/echo?token=u3-d1: 0, "
