@@ -47,7 +47,9 @@ def test_an_engine_used_at_import_shares_one_session_between_preloaded_workers(r
     assert n["errors"] > 0 and all(re.search(SQLALCHEMY_SHARED, kind) for kind in n["error_kinds"]), n["error_kinds"]
     for example in (e for e in c["examples"] if "whose" in e):  # a crossed answer is another request's nonce
         assert example["got"]["value"] == example["whose"]["sent"] != example["got"]["sent"]
-        assert example["got"]["pid"] != example["whose"]["pid"] or scenario == "gthread-2x8-preload"
+        # Within a process the pool lends a connection to one request at a time: the reply came from another
+        # process (the owner's pid is unknown when it was never answered).
+        assert example["whose"].get("pid") != example["got"]["pid"]
 
 
 def test_without_preload_each_worker_made_its_own_engine(run):
