@@ -250,28 +250,3 @@ def test_the_expected_python_memcached_errors_are_replies_read_by_the_wrong_proc
     assert e.judge(v("crossed", "error"), {NOT_READ_BACK: 1316, "internal: ValueError": 7}) is True
     assert e.judge(v("crossed", "error"), {NOT_READ_BACK: 1316, "internal: RuntimeError": 1}) is False
     assert e.judge(v("error"), {NOT_READ_BACK: 1316}) is False  # no answer that was another request's
-
-
-def test_a_sqlalchemy_engine_used_at_import_is_expected_to_fail_only_where_its_connection_is_shared(scenarios):
-    assert expect("import-sqlalchemy", scenarios["sync-x4-preload"]).label == "error+crossed?+no-answer?"
-    assert expect("import-sqlalchemy", scenarios["dev-processes"]).label == "crossed+error+no-answer?"
-    # One preloaded gevent worker: the master opened the connection but never uses it.
-    assert expect("import-sqlalchemy", scenarios["gevent-preload"]).label == "correct"
-    assert expect("import-sqlalchemy", scenarios["sync-x4"]).label == "correct"
-    for strategy in ("lazy-sqlalchemy", "dispose-sqlalchemy"):
-        assert {expect(strategy, s).label for s in scenarios.values()} == {"correct"}, strategy
-
-
-def test_the_expected_sqlalchemy_errors_are_the_shared_sessions_never_a_server_down(scenarios):
-    e = expect("import-sqlalchemy", scenarios["sync-x4-preload"])
-    shared = {"internal: ResourceClosedError": 218, "internal: InternalError": 2, "internal: DatabaseError": 1,
-              "internal: ProgrammingError": 1,
-              "sidecar-unreachable: postgres unreachable: OperationalError: consuming input failed: server closed the "
-              "connection unexpectedly": 3,
-              ("RetriesExceeded: URL http://127.0.0.1:46731/s/import-sqlalchemy/echo?token=u3-d1: 0, "
-               "original=timed out"): 1}
-    assert e.judge(v("error", "crossed"), shared) is True and e.judge(v("error"), shared) is True
-    assert e.judge(v("error"), {**shared, "HTTP 502": 1}) is False
-    assert e.judge(v("error"), {"sidecar-unreachable: postgres unreachable: OperationalError: connection failed: "
-                                "Connection refused": 5}) is False  # PostgreSQL down is not this cause
-    assert e.judge(v("correct"), {}) is False

@@ -9,13 +9,18 @@ import re
 import pytest
 from labtools import run_lab
 
+from workerlab.expected import expect
 from workerlab.expected_fork import SQLALCHEMY_SHARED
 
-pytestmark = pytest.mark.stack
+stack = pytest.mark.stack  # the tests that run the lab; the expectations' own tests need no server
 
 STRATEGIES = ("import-sqlalchemy", "lazy-sqlalchemy", "dispose-sqlalchemy")
 PRELOAD = ("sync-x4-preload", "gthread-2x8-preload")
 REQUESTS = 300
+
+
+def v(*words):
+    return frozenset(words)
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +36,7 @@ def observed(c) -> set[str]:
     return set(c["observed"]["verdict"])
 
 
+@stack
 def test_every_cell_matches_its_declared_expectation(run):
     exit_code, cells = run
     wrong = [(key, c["observed"]["label"], c["expected"]["label"], c["counts"]) for key, c in cells.items()
@@ -39,6 +45,7 @@ def test_every_cell_matches_its_declared_expectation(run):
     assert exit_code == 0
 
 
+@stack
 @pytest.mark.parametrize("scenario", PRELOAD)
 def test_an_engine_used_at_import_shares_one_session_between_preloaded_workers(run, scenario):
     c = run[1][(scenario, "import-sqlalchemy")]
@@ -52,6 +59,7 @@ def test_an_engine_used_at_import_shares_one_session_between_preloaded_workers(r
         assert example["whose"].get("pid") != example["got"]["pid"]
 
 
+@stack
 def test_without_preload_each_worker_made_its_own_engine(run):
     for strategy in STRATEGIES:
         c = run[1][("sync-x4", strategy)]
@@ -59,6 +67,7 @@ def test_without_preload_each_worker_made_its_own_engine(run):
         assert observed(c) == {"correct"} and n["acknowledged"] == REQUESTS, (strategy, n)
 
 
+@stack
 @pytest.mark.parametrize("scenario", PRELOAD)
 @pytest.mark.parametrize("strategy", ["lazy-sqlalchemy", "dispose-sqlalchemy"])
 def test_the_fixes_read_back_every_nonce_under_preload(run, scenario, strategy):
@@ -67,3 +76,28 @@ def test_the_fixes_read_back_every_nonce_under_preload(run, scenario, strategy):
     assert observed(c) == {"correct"}, n
     assert n["acknowledged"] == n["attempted"] == REQUESTS and n["crossed_responses"] == n["not_read_back"] == 0
     assert n["processes_under_load"] >= 2
+
+
+def test_a_sqlalchemy_engine_used_at_import_is_expected_to_fail_only_where_its_connection_is_shared(scenarios):
+    assert expect("import-sqlalchemy", scenarios["sync-x4-preload"]).label == "error+crossed?+no-answer?"
+    assert expect("import-sqlalchemy", scenarios["dev-processes"]).label == "crossed+error+no-answer?"
+    # One preloaded gevent worker: the master opened the connection but never uses it.
+    assert expect("import-sqlalchemy", scenarios["gevent-preload"]).label == "correct"
+    assert expect("import-sqlalchemy", scenarios["sync-x4"]).label == "correct"
+    for strategy in ("lazy-sqlalchemy", "dispose-sqlalchemy"):
+        assert {expect(strategy, s).label for s in scenarios.values()} == {"correct"}, strategy
+
+
+def test_the_expected_sqlalchemy_errors_are_the_shared_sessions_never_a_server_down(scenarios):
+    e = expect("import-sqlalchemy", scenarios["sync-x4-preload"])
+    shared = {"internal: ResourceClosedError": 218, "internal: InternalError": 2, "internal: DatabaseError": 1,
+              "internal: ProgrammingError": 1,
+              "sidecar-unreachable: postgres unreachable: OperationalError: consuming input failed: server closed the "
+              "connection unexpectedly": 3,
+              ("RetriesExceeded: URL http://127.0.0.1:46731/s/import-sqlalchemy/echo?token=u3-d1: 0, "
+               "original=timed out"): 1}
+    assert e.judge(v("error", "crossed"), shared) is True and e.judge(v("error"), shared) is True
+    assert e.judge(v("error"), {**shared, "HTTP 502": 1}) is False
+    assert e.judge(v("error"), {"sidecar-unreachable: postgres unreachable: OperationalError: connection failed: "
+                                "Connection refused": 5}) is False  # PostgreSQL down is not this cause
+    assert e.judge(v("correct"), {}) is False
