@@ -28,6 +28,19 @@ PYMEMCACHE_SHARED = (r"^(internal: (MemcacheUnknownError|KeyError|ValueError|Att
                      r"|closed in another greenlet|MemcacheUnexpectedCloseError))")
 
 
+# A PostgreSQL session shared by processes (one socket): a reply read by the wrong reader leaves psycopg with a
+# result that is not its command's (SQLAlchemy: a SELECT that "does not return rows"; psycopg: "received 0
+# results", "got no result"; libpq: a data row "without prior row description", which another read), or the
+# read gets another request's row or none (not read back); two processes each prepare psycopg's first statement
+# ("_pg3_0") on the one session (DuplicatePreparedStatement, a ProgrammingError); once a worker closed it, the
+# others find the session gone; a request whose reply another process read is never answered (the load generator
+# gives up after 30 s).
+SQLALCHEMY_SHARED = ("^(" + re.escape(NOT_READ_BACK) + "$"
+                     "|internal: (ResourceClosedError|InternalError|DatabaseError|ProgrammingError)$"
+                     "|sidecar-unreachable: postgres unreachable: OperationalError: .*server closed the connection"
+                     r"|RetriesExceeded: URL \S+/s/import-sqlalchemy/echo\?\S+: 0, original=timed out$)")
+
+
 def import_redis(s: Scenario) -> Expectation:
     return Expectation(CORRECT_VERDICT, "redis-py's pool remembers the pid that made its connections and makes new "
                                         "ones in any other process; between threads it hands each its own")
@@ -87,6 +100,34 @@ def lazy_thread(s: Scenario) -> Expectation:
     return Expectation(CORRECT_VERDICT, "each process starts its own refresher on first use, after any fork")
 
 
+def import_sqlalchemy(s: Scenario) -> Expectation:
+    shared = ("the connection the engine opened at import stays in its pool and is copied into every process: "
+              "SQLAlchemy's pool never looks at the pid, so the processes talk over one PostgreSQL session and each "
+              "reads whichever reply comes - another request's row (crossed), another command's result (an error), "
+              "or none; a process whose reply another read waits for it, psycopg has no read timeout (no answer)")
+    if s.forks_per_request:
+        return Expectation(_v(CROSSED, ERROR), f"{shared}. Every fork gets a fresh copy of the parent's connection, "
+                                               f"which the parent never uses", cause=SQLALCHEMY_SHARED,
+                           maybe=_v(UNANSWERED))
+    if s.app_made_before_fork and s.processes > 1:
+        return Expectation(_v(ERROR), f"{shared}. Until one worker's pool finds the connection broken (its ROLLBACK, "
+                                      f"as a request hands it back, read another's reply) and closes it: that ends "
+                                      f"the session for every worker, and each opens its own - so a cell crosses "
+                                      f"0 to 53 answers (10 cells measured, one with none)", cause=SQLALCHEMY_SHARED,
+                           maybe=_v(CROSSED, UNANSWERED))
+    if s.app_made_before_fork:
+        return Expectation(CORRECT_VERDICT, "one worker uses the connection the master opened at import, and the "
+                                            "master never does; the pool lends it to one request at a time")
+    return Expectation(CORRECT_VERDICT, "each process made its own engine; its pool lends a connection to one "
+                                        "request at a time")
+
+
+def sqlalchemy_fixed(s: Scenario) -> Expectation:
+    return Expectation(CORRECT_VERDICT, "each process opens its own connections after any fork (the engine made "
+                                        "on first use, or the inherited pool dropped with dispose(close=False)); "
+                                        "the pool lends each to one request at a time")
+
+
 def gunicorn_stash(s: Scenario) -> Expectation:
     if not s.has_stash:
         return Expectation(_v(ERROR), "no dirty arbiter in this server, so no stash (it needs gunicorn with "
@@ -106,5 +147,8 @@ RULES = {
     "lazy-pymemcache": lazy_pymemcache,
     "import-thread": import_thread,
     "lazy-thread": lazy_thread,
+    "import-sqlalchemy": import_sqlalchemy,
+    "lazy-sqlalchemy": sqlalchemy_fixed,
+    "dispose-sqlalchemy": sqlalchemy_fixed,
     "gunicorn-stash": gunicorn_stash,
 }

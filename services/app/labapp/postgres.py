@@ -44,6 +44,13 @@ LOCK_TIMEOUT_UNPATCHED_MS = 100
 LOST_STATES = ("08", "57P01", "57P02", "57P03")
 
 
+def server_lost(exc: BaseException) -> bool:
+    """True when ``exc``, a psycopg error, means the server is not there (or the connection to it is gone)."""
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError) and (exc.sqlstate is None or exc.sqlstate.startswith(LOST_STATES))
+
+
 def _psycopg_blocks_greenlets() -> bool:
     """True in a greenlet when psycopg waits for the server by blocking the thread. psycopg picks how it waits
     when it is imported and cooperates only if gevent had patched ``select`` by then: not in an unpatched worker,
@@ -79,7 +86,7 @@ class Postgres:
             raise LockTimeout(f"row lock not acquired in {self.lock_timeout_ms} ms (a row lock held by a yielding "
                               f"greenlet of this thread is never released while the thread waits): {exc}") from exc
         except psycopg.OperationalError as exc:
-            if exc.sqlstate is None or exc.sqlstate.startswith(LOST_STATES):
+            if server_lost(exc):
                 raise SidecarUnreachable(f"postgres unreachable: {type(exc).__name__}: {exc}") from exc
             raise
 

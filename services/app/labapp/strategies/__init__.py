@@ -17,6 +17,7 @@ from . import (
     session_counter,
     session_dict,
     sql_counter,
+    sqlalchemy_fork,
 )
 from .base import CHECKS, CounterStrategy, IsolationStrategy, SessionStrategy, Strategy
 
@@ -34,6 +35,7 @@ MODULES = (
     session_counter,
     request_isolation,
     fork_safety,
+    sqlalchemy_fork,
     gunicorn_stash,
 )
 

@@ -47,6 +47,11 @@ def _bytes(token: str) -> bytes:
     return token.encode("utf-8", "surrogatepass")  # any text the query string can carry
 
 
+def nonce_key(nonce: bytes) -> str:
+    """The request's own key, whatever its token."""
+    return "lab:nonce:" + hashlib.sha256(nonce).hexdigest()
+
+
 def _text(raw) -> str | None:
     if not isinstance(raw, bytes):
         return raw
@@ -100,7 +105,7 @@ class NonceStrategy(IsolationStrategy):
     def echo(self, token):
         client = self.client()
         nonce = _bytes(token)
-        key = "lab:nonce:" + hashlib.sha256(nonce).hexdigest()  # the request's own key, whatever its token
+        key = nonce_key(nonce)
         client.set(key, nonce)
         self.window()
         return _text(client.get(key))
