@@ -64,8 +64,8 @@ def expect_fault(strategy: str, fault: Fault, scenario: Scenario, route: Route =
                                            f" ({base.reason})")
     resender = resent_by(scenario, route) if fault.kills_written_request and scope == "store" else None
     if resender:
-        return FaultExpectation(_v(OVER_COUNTS), f"the killed request had already counted; {resender}, and it "
-                                                   "counts again: a retried non-idempotent GET")
+        return FaultExpectation(_v(OVER_COUNTS), f"the killed request had already counted; {resender} resends it, "
+                                                   "and it counts again: a retried non-idempotent GET")
     if fault.hits in STASH and where == "stash":
         word, why = STASH[fault.hits]
         return FaultExpectation(_v(word), why)
