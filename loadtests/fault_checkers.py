@@ -31,7 +31,9 @@ Going back is a verdict too: an acknowledged increment whose value is not above 
 before it began (in one store; for ``process``, in one process) lost an acknowledged write, whatever
 the final read says (``loses-acked-writes``, unless the state reset).
 
-Besides the verdict: requests failed during the fault, and the time to recover (from the
+Besides the verdict: requests failed during the fault - split into *dropped* (no HTTP answer: the
+connection was refused, reset or closed under the request, or it was still in flight when the cell ended)
+and *errored* (an HTTP error answer: nginx's 502, the app's 503) - and the time to recover (from the
 fault until the first success after the last failure).
 """
 
@@ -58,7 +60,8 @@ def _verdict(words: set[str]) -> frozenset[str]:
 
 
 def outage(history: list[dict], fault_at: float) -> dict:
-    """Requests failed before and during (= from) the fault, and how long until it was over."""
+    """Requests failed before and during (= from) the fault - dropped without an answer or answered with an
+    HTTP error - and how long until it was over."""
     load = [e for e in history if e.get("phase", "load") == "load"]
     failed = [e for e in load if not ok(e)]
     during = [e for e in failed if e["complete"] >= fault_at]
@@ -69,9 +72,12 @@ def outage(history: list[dict], fault_at: float) -> dict:
         after = [e["complete"] for e in load if ok(e) and e["complete"] > last_failure]
         recovered = bool(after)
         recover_s = round((min(after) if after else last_failure) - fault_at, 3)
+    dropped = sum(1 for e in during if not e.get("status"))  # no HTTP answer at all (status 0)
     return {
         "failed_before_fault": len(failed) - len(during),
         "failed_during_fault": len(during),
+        "dropped_during_fault": dropped,
+        "errored_during_fault": len(during) - dropped,
         "recover_s": recover_s,
         "recovered": recovered,
         "failure_kinds": dict(Counter(f"HTTP {e['status']}" if e.get("status") else (e.get("error") or "?")[:60]
@@ -114,6 +120,7 @@ def check_counter_fault(history: list[dict], *, scope: str, fault_at: float, mom
             notes.append(f"instance(s) {unread[:4]} served load but answered no read at rest")
         lost = max(0, len(acks) - final)
         counts["final"] = final
+        counts["over_counted"] = max(0, final - len(load))  # increments beyond every request sent: counted twice
         if final > len(load):
             words.add(OVER_COUNTS)
             notes.append(f"final value {final} exceeds the {len(load)} attempted increments")

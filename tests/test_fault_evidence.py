@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from workerlab.faults import FAULTS, FaultExpectation, FaultRun, Injection, LoadShape
+from workerlab.faults import FAULTS, FaultExpectation, FaultRun, Injection, LoadShape, every
 from workerlab.faults.expected import expect_fault
 
 # fault -> (a record that proves it, a record of the same fault that did not happen)
 RECORDS = {
-    "worker-kill": ({"pid": 11, "new_worker_pids": [15], "worker_pids_after": [12, 13, 14, 15]},
+    "worker-kill": ({"pid": 11, "held_request": True, "new_worker_pids": [15], "worker_pids_after": [12, 13, 14, 15]},
                     {"pid": 11, "new_worker_pids": [], "worker_pids_after": [11, 12, 13, 14]}),
     "worker-recycle": ({"workers_before": 4, "worker_pids_seen": 9}, {"workers_before": 4, "worker_pids_seen": 4}),
     "graceful-reload": ({"all_workers_replaced_s": 0.4}, {"all_workers_replaced_s": None}),
@@ -64,14 +64,15 @@ def _acks(n: int) -> list[dict]:
 @pytest.mark.parametrize("proven", [True, False])
 def test_a_cell_whose_fault_is_unproven_is_an_error_not_a_survival(tmp_path, scenarios, proven):
     fault = FAULTS["redis-restart"]
-    run = FaultRun({"sync-x4": scenarios["sync-x4"]}, [fault], ["sql-update"], LoadShape(1, 1, 1.0, 0.5), tmp_path)
+    run = FaultRun(every({"sync-x4": scenarios["sync-x4"]}, [fault], ["sql-update"]), LoadShape(1, 1, 1.0, 0.5),
+                   tmp_path)
     folder = tmp_path / "sync-x4" / fault.name
     (folder / "history").mkdir(parents=True)
     (folder / "history" / "sql-update.jsonl").write_text("".join(json.dumps(e) + "\n" for e in _acks(20)))
     inj = Injection(stack=None, t0=100.0, stop=None, at=100.1, info=dict(RECORDS[fault.name][0 if proven else 1]))
     expectation: FaultExpectation = expect_fault("sql-update", fault, scenarios["sync-x4"])
     assert expectation.control and expectation.label == "survives"
-    run.judge_cell(scenarios["sync-x4"], fault, "sql-update", expectation, folder, inj)
+    run.judge_cell(run.blocks[0], fault, "sql-update", expectation, folder, inj)
     cell = run.data["cells"][-1]
     assert cell["observed"]["label"] == "survives"  # the history alone looks fine either way
     if proven:

@@ -2,8 +2,9 @@
 
 One small cell per (fault, strategy) pair below - every fault kind at least once - at 6 users
 x 25 requests/s for 2.2 s (8 s for a master restart, to see the app back), the fault 1.3 s in; gunicorn's
-stash on sync-x1, where one worker keeps it correct. The complete (fault x strategy) table runs under
-the ``faults`` marker (``make faults-test``). The checker tests at the top start no server.
+stash on sync-x1, where one worker keeps it correct; a worker kill under gthread, through nginx and straight
+to gunicorn. The complete (fault x strategy) table runs under the ``faults`` marker (``make faults-test``).
+The checker tests at the top start no server.
 """
 
 from __future__ import annotations
@@ -14,7 +15,22 @@ import pytest
 
 from loadtests.fault_checkers import check_counter_fault, check_sessions_fault
 from loadtests.verdicts import ANY, FAULT_WORDS
-from workerlab.faults import FAULT_STRATEGIES, FAULTS, QUICK, LoadShape, expect_fault, run_faults
+from workerlab.faults import (
+    DIRECT,
+    FAULT_STRATEGIES,
+    FAULTS,
+    NGINX,
+    QUICK,
+    REPRESENTATIVE,
+    Block,
+    LoadShape,
+    default_blocks,
+    every,
+    expect_fault,
+    run_faults,
+)
+from workerlab.faults.coverage import FULL_TABLE_SCENARIO, default_scenarios, restarts_gunicorn
+from workerlab.faults.present import restart_losses
 
 SMALL = LoadShape(users=6, per_user_rps=25, seconds=2.2, at_s=1.3)
 # A master restart keeps the app away for seconds (a graceful stop, then a new master imports the app): the
@@ -144,6 +160,77 @@ def test_sessions_name_the_users_who_lost_theirs():
     assert r.counts["failed_before_fault"] == 1
 
 
+def _dropped(req, t):
+    """A request the fault left without an HTTP answer (the connection refused or reset under it)."""
+    return {**_incr(req, None, t, status=0), "error": "ConnectionResetError: [Errno 104] Connection reset by peer"}
+
+
+def test_a_fault_that_fails_nothing_drops_and_errors_nothing():
+    r = check_counter_fault([_incr(i, i + 1, i * 0.01) for i in range(50)] + [_final(50)], scope="store",
+                            fault_at=0.2)
+    n = r.counts
+    assert (n["failed_during_fault"], n["dropped_during_fault"], n["errored_during_fault"]) == (0, 0, 0)
+
+
+def test_failures_during_the_fault_are_dropped_without_an_answer_or_errored_with_one():
+    history = [_incr(i, i + 1, i * 0.01) for i in range(40)]
+    history += [_dropped(40, 0.05)]  # before the fault: not the fault's
+    history += [_incr(41, None, 0.3, status=502), _dropped(42, 0.31), _dropped(43, 0.32),
+                {**_incr(44, None, 0.33, status=0), "unanswered": True, "error": "unanswered"}]
+    history += [_incr(45 + i, 41 + i, 0.4 + i * 0.01) for i in range(5)] + [_final(45)]
+    n = check_counter_fault(history, scope="store", fault_at=0.2).counts
+    assert (n["dropped_during_fault"], n["errored_during_fault"], n["failed_during_fault"]) == (3, 1, 4)
+    assert n["failed_before_fault"] == 1
+    s = check_sessions_fault(history, fault_at=0.2).counts
+    assert (s["dropped_during_fault"], s["errored_during_fault"]) == (3, 1)
+
+
+def test_make_faults_covers_every_gunicorn_scenario_with_the_worker_faults(scenarios):
+    blocks = default_blocks({n: scenarios[n] for n in default_scenarios(scenarios)})
+    covered = {b.scenario.name for b in blocks}
+    assert covered == {n for n, s in scenarios.items() if s.server == "gunicorn"}
+    assert {"sync-x4", "gthread-2x8", "gevent-x1", "gevent-unpatched", "scale-out-3"} <= covered
+    worker_faults = tuple(f for f in FAULTS.values() if restarts_gunicorn(f))
+    assert [f.name for f in worker_faults] == ["worker-kill", "worker-recycle", "graceful-reload", "master-restart"]
+    for b in blocks:
+        if b.scenario.name == FULL_TABLE_SCENARIO:
+            assert b.faults == tuple(FAULTS.values()) and b.strategies == FAULT_STRATEGIES and b.route is NGINX
+        else:
+            assert b.faults == worker_faults and b.strategies == REPRESENTATIVE
+    routes = {(b.scenario.name, b.route.name) for b in blocks}
+    assert ("gthread-2x8", "direct") in routes and ("gthread-2x8", "nginx") in routes
+    assert ("gevent-x4", "direct") not in routes  # DIRECT_BY_DEFAULT: gthread only (gevent: --route direct)
+    assert ("scale-out-3", "direct") not in routes  # direct reaches one instance
+    assert ("sync-x4", "direct") not in routes
+    # --scenario / --route narrow; a named route replaces the default ones; direct needs one instance.
+    assert [(b.scenario.name, b.route.name) for b in default_blocks({"gevent-x1": scenarios["gevent-x1"]},
+                                                                    routes=["direct"])] == [("gevent-x1", "direct")]
+    assert default_blocks({"scale-out-3": scenarios["scale-out-3"]}, routes=["direct"]) == []
+
+
+def test_the_new_cells_expectations_come_from_rules(scenarios):
+    gevent, gthread = scenarios["gevent-x4"], scenarios["gthread-2x8"]
+    stash, kill = "gunicorn-stash", FAULTS["worker-kill"]
+    # gevent scenarios run a dirty arbiter too, and four workers sharing its stash already lose updates
+    # without a fault: the kill is not judged there.
+    assert expect_fault(stash, kill, gevent).verdict == {ANY}
+    assert expect_fault(stash, kill, scenarios["sync-x1"]).label == "survives"
+    assert expect_fault("redis-incr", FAULTS["nginx-reload"], gthread, DIRECT).verdict is None
+    # The killed request had written: resent on a kept-alive connection (gthread, gevent) or by the client
+    # (direct), a store counts it twice; under sync nginx's connection was new and it is a 502.
+    for route in (NGINX, DIRECT):
+        assert expect_fault("locked-global", kill, gthread, route).label == "resets"
+        assert expect_fault("redis-incr", kill, gthread, route).label == "over-counts"
+        assert expect_fault("cookie-session", kill, gthread, route).label == "survives"  # never saved, so no twice
+    assert expect_fault("redis-incr", kill, scenarios["sync-x4"]).label == "survives"
+    assert expect_fault("redis-incr", kill, scenarios["sync-x4"], DIRECT).label == "over-counts"
+    assert expect_fault("redis-incr", FAULTS["graceful-reload"], gthread).label == "survives"  # nothing killed
+    # gevent-unpatched / gevent-preload: a lock made before (or without) the patch is the scenario's own error.
+    for name in ("gevent-unpatched", "gevent-preload"):
+        assert expect_fault("locked-global", kill, scenarios[name]).label == "any"
+        assert expect_fault("redis-incr", FAULTS["master-restart"], scenarios[name]).label == "survives"
+
+
 def test_every_fault_and_strategy_has_an_expectation_with_a_reason(scenarios):
     for scenario in scenarios.values():
         for fault in FAULTS.values():
@@ -176,7 +263,7 @@ def _run_plan(output, scenario, plan: dict) -> dict:
     """Every (fault, strategy) cell of ``plan`` under ``scenario``, by (fault, strategy)."""
     cells = {}
     for fault, strategies in plan.items():
-        run, interrupted = run_faults({scenario.name: scenario}, [FAULTS[fault]], strategies,
+        run, interrupted = run_faults(every({scenario.name: scenario}, [FAULTS[fault]], strategies),
                                       LONGER.get(fault, SMALL), output)
         assert not interrupted
         for c in run.data["cells"]:
@@ -282,11 +369,69 @@ def test_sqlite_kill_inside_the_transaction_rolls_it_back(fault_cells):
     assert n["failed_during_fault"] >= 1  # the held request itself died with its worker
 
 
+@pytest.fixture(scope="module")
+def gthread_cells(tmp_path_factory, scenarios):
+    """gthread-2x8 under a worker kill (through nginx and straight to gunicorn) and a master restart (direct)."""
+    gthread, output = scenarios["gthread-2x8"], tmp_path_factory.mktemp("gthread-faults")
+    runs = [([Block(gthread, route, (FAULTS["worker-kill"],), ("locked-global", "redis-incr"))
+              for route in (NGINX, DIRECT)], LONGER["worker-kill"]),
+            ([Block(gthread, DIRECT, (FAULTS["master-restart"],), ("redis-incr",))], LONGER["master-restart"])]
+    cells, data = {}, []
+    for blocks, shape in runs:
+        run, interrupted = run_faults(blocks, shape, output)
+        assert not interrupted
+        data.append(run.data)
+        cells.update({(c["route"], c["fault"], c["strategy"]): c for c in run.data["cells"]})
+    return cells, data
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("route", ["nginx", "direct"])
+def test_a_gthread_worker_kill_resets_a_global_and_resends_the_killed_request(gthread_cells, fault_cells, route):
+    """Under gthread the connection to the killed worker was kept alive: nginx (or, straight to gunicorn, the load
+    generator) sends the killed GET again, so redis counts it twice; under sync (a connection per request) the
+    same kill is nginx's 502 and redis counts it once."""
+    cells, _ = gthread_cells
+    for strategy, verdict in (("locked-global", ["resets"]), ("redis-incr", ["over-counts"])):
+        c = cells[(route, "worker-kill", strategy)]
+        assert c["error"] is None and c["match"] is True, (c["error"], c["counts"], c["notes"])
+        assert c["observed"]["verdict"] == verdict == c["expected"]["verdict"]
+        assert c["injected"]["held_request"] is True
+    n = cells[(route, "worker-kill", "locked-global")]["counts"]
+    assert n["processes_died"] == 1 and n["lost"] == n["acknowledged_in_dead_processes"] > 0
+    n = cells[(route, "worker-kill", "redis-incr")]["counts"]
+    # Resent, not failed. (Another request the killed worker's threads were answering may fail: its answer began.)
+    assert n["lost"] == 0 and n["over_counted"] >= 1, n
+    assert n["failed_during_fault"] == n["dropped_during_fault"] + n["errored_during_fault"]
+    sync = fault_cells[("worker-kill", "sql-update")]
+    assert sync["observed"]["verdict"] == ["survives"] and sync["counts"]["over_counted"] == 0
+    assert sync["counts"]["errored_during_fault"] >= 1 and sync["counts"]["dropped_during_fault"] == 0  # nginx 502
+
+
+@pytest.mark.stack
+def test_a_restart_straight_to_gunicorn_drops_requests_nginx_answers_them(gthread_cells, stash_fault_cells):
+    """No master listening: straight to gunicorn the connection is refused (dropped, no answer); through nginx
+    the same outage is nginx's 502 (errored, an answer)."""
+    cells, data = gthread_cells
+    direct = cells[("direct", "master-restart", "redis-incr")]
+    n = direct["counts"]
+    assert direct["match"] is True and n["dropped_during_fault"] > 0, (n, direct["error"])
+    assert n["failed_during_fault"] == n["dropped_during_fault"] + n["errored_during_fault"]
+    via_nginx = stash_fault_cells[("master-restart", "redis-incr")]["counts"]
+    assert via_nginx["errored_during_fault"] > 0 and via_nginx["dropped_during_fault"] == 0, via_nginx
+    rows = restart_losses(data[1])
+    assert [(r["worker class"], r["route"], r["fault"], r["cells"]) for r in rows] == [
+        ("gthread", "direct", "master-restart", 1)]
+    assert rows[0]["dropped per cell"] == str(n["dropped_during_fault"])
+    assert {(r["route"], r["fault"]) for r in restart_losses(data[0])} == {("nginx", "worker-kill"),
+                                                                         ("direct", "worker-kill")}
+
+
 @pytest.mark.faults
 @pytest.mark.skipif(os.environ.get("LAB_FAULTS_FULL") != "1", reason="the full table: make faults-test")
 def test_the_whole_fault_table_is_as_expected(tmp_path, scenarios):
-    run, interrupted = run_faults({"sync-x4": scenarios["sync-x4"]}, list(FAULTS.values()), list(FAULT_STRATEGIES),
-                                  QUICK, tmp_path)
+    run, interrupted = run_faults(every({"sync-x4": scenarios["sync-x4"]}, list(FAULTS.values()),
+                                        list(FAULT_STRATEGIES)), QUICK, tmp_path)
     assert not interrupted
     wrong = [(c["fault"], c["strategy"], c["observed"], c["error"]) for c in run.data["cells"] if c["match"] is False]
     assert not wrong, wrong

@@ -17,7 +17,7 @@ from . import interrupt
 
 # The schema of each run file, declared once: its writer and every reader (present/, bench's estimate) use these.
 RESULTS_SCHEMA = "worker-lab/results/v1"
-FAULTS_SCHEMA = "worker-lab/faults/v1"
+FAULTS_SCHEMA = "worker-lab/faults/v2"
 MUTANTS_SCHEMA = "worker-lab/mutants/v1"
 BENCH_SCHEMA = "worker-lab/bench/v1"
 STABILITY_SCHEMA = "worker-lab/stability/v1"

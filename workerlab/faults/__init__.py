@@ -14,10 +14,14 @@ expected.py, like workerlab/expected.py does for the matrix. A fault on a store 
 not use is a control (expected to survive, shown apart from the judged cells); a fault whose
 injector's record does not prove it happened (evidence.py) makes its cells errors.
 
-    python -m workerlab faults [--scenario sync-x4] [--fault NAME ...] [--strategy NAME ...] [--quick]
+    python -m workerlab faults [--scenario NAME ...] [--fault NAME ...] [--strategy NAME ...] [--route nginx|direct]
+                               [--quick]      # default: every gunicorn scenario (coverage.py)
     python -m workerlab faults --expected        # the table only, nothing runs
 
-Output: results/<timestamp>/faults.json (schema ``worker-lab/faults/v1``, in run.py) and faults.md.
+Each cell also counts the requests the fault dropped (no answer) or errored (an HTTP error answer), shown per
+worker class in faults.md and at the end of the run.
+
+Output: results/<timestamp>/faults.json (schema ``worker-lab/faults/v2``, in run.py) and faults.md.
 
 One job per module; a fault is a declaration plus an injector:
 
@@ -26,6 +30,7 @@ One job per module; a fault is a declaration plus an injector:
     evidence.py   what in that record proves the fault happened (a cell without its proof is an error)
     shim.py       the LD_PRELOAD shim that turns a kill -9 of redis into a host crash
     table.py      the declarations: FAULTS, and the strategies they cover (SCOPES, WHERE)
+    coverage.py   what a run covers: blocks of (scenario, route) x faults x strategies; the default one
     expected.py   the expected verdict of each (strategy x fault) cell, with its reason
     run.py        the run loop (FaultRun), judging a cell, faults.json
     present.py    faults.md, the terminal grid, the expected table
@@ -33,6 +38,7 @@ One job per module; a fault is a declaration plus an injector:
 """
 
 from .command import faults
+from .coverage import DIRECT, NGINX, REPRESENTATIVE, ROUTES, Block, Route, default_blocks, every
 from .expected import PROCESS_RESET, FaultExpectation, expect_fault, fault_label
 from .injectors import Injection
 from .run import SCHEMA, FaultRun, judge, run_faults
@@ -41,7 +47,9 @@ from .shim import build_shim, c_compiler
 from .table import FAULT_STRATEGIES, FAULTS, SCOPES, WHERE, Fault
 
 __all__ = [
-    "FAULTS", "FAULT_STRATEGIES", "FULL", "PROCESS_RESET", "QUICK", "SCHEMA", "SCOPES", "WHERE",
-    "Fault", "FaultExpectation", "FaultRun", "Injection", "LoadShape",
-    "build_shim", "c_compiler", "expect_fault", "fault_label", "faults", "judge", "run_faults",
+    "DIRECT", "FAULTS", "FAULT_STRATEGIES", "FULL", "NGINX", "PROCESS_RESET", "QUICK", "REPRESENTATIVE", "ROUTES",
+    "SCHEMA", "SCOPES", "WHERE",
+    "Block", "Fault", "FaultExpectation", "FaultRun", "Injection", "LoadShape", "Route",
+    "build_shim", "c_compiler", "default_blocks", "every", "expect_fault", "fault_label", "faults", "judge",
+    "run_faults",
 ]

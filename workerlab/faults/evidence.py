@@ -20,6 +20,13 @@ def new_worker(info: dict) -> str | None:
     return None
 
 
+def killed_holding_request(info: dict) -> str | None:
+    """kill -9 of the worker that held a request at the app's fault point, and its replacement."""
+    if info.get("held_request") is not True:
+        return "no request was held in the worker when it was killed"
+    return new_worker(info)
+
+
 def every_worker_replaced(info: dict) -> str | None:
     """HUP: every worker that served before it is gone and as many new ones serve."""
     if info.get("all_workers_replaced_s") is None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadtests.verdicts import ANY, ERROR, LEAKS, LOSES_ACKED_WRITES, LOST_UPDATES, RESETS, SURVIVES
+from loadtests.verdicts import ANY, ERROR, LEAKS, LOSES_ACKED_WRITES, LOST_UPDATES, OVER_COUNTS, RESETS, SURVIVES
 from loadtests.verdicts import format_fault_verdict as fault_label
 
 from ..expected import expect
 from ..scenarios import Scenario
+from .coverage import NGINX, Route, resent_by
 from .table import SCOPES, WHERE, Fault
 
 
@@ -44,18 +45,27 @@ STASH = {  # gunicorn.dirty.stash: tables in the dirty arbiter's memory
 }
 
 
-def expect_fault(strategy: str, fault: Fault, scenario: Scenario) -> FaultExpectation:
-    """The expected fault verdict of one (strategy, fault) cell under ``scenario``, with its reason."""
+def expect_fault(strategy: str, fault: Fault, scenario: Scenario, route: Route = NGINX) -> FaultExpectation:
+    """The expected fault verdict of one (strategy, fault) cell under ``scenario``, the load going by ``route``,
+    with its reason. The route changes which requests a restart drops, never what survives it."""
     scope, where = SCOPES[strategy]
     if fault.needs_gunicorn and scenario.server != "gunicorn":
         return FaultExpectation(None, "needs gunicorn workers (this scenario runs the Flask dev server)")
     if fault.only and strategy not in fault.only:
         return FaultExpectation(None, f"applies only to {', '.join(fault.only)}")
+    if fault.hits == "nginx" and route.direct:
+        return FaultExpectation(None, "the load goes straight to gunicorn, not through nginx")
+    if where == "stash" and not scenario.has_stash:
+        return FaultExpectation(None, "no dirty arbiter in this scenario, so no stash to keep or lose")
     base = expect(strategy, scenario)
     confound = base.verdict & {LOST_UPDATES, LEAKS, ERROR}
     if confound:
         return FaultExpectation(_v(ANY), f"not judged: the scenario alone already gives {'+'.join(sorted(confound))}"
                                            f" ({base.reason})")
+    resender = resent_by(scenario, route) if fault.kills_written_request and scope == "store" else None
+    if resender:
+        return FaultExpectation(_v(OVER_COUNTS), f"the killed request had already counted; {resender} resends it, "
+                                                   "and it counts again: a retried non-idempotent GET")
     if fault.hits in STASH and where == "stash":
         word, why = STASH[fault.hits]
         return FaultExpectation(_v(word), why)

@@ -38,32 +38,62 @@ class Injection:
         self.info.update(info)
 
 
-def _wait_workers(stack: NativeStack, *, gone: set[int] = frozenset(), timeout: float = 15.0) -> float | None:
-    """Seconds until instance 1 has its full set of workers again, none of them in ``gone``."""
+def _wait_workers(stack: NativeStack, *, gone: set[int] = frozenset(), timeout: float = 15.0,
+                  instance: int = 0) -> float | None:
+    """Seconds until ``instance`` (instance 1 by default) has its full set of workers again, none of them in
+    ``gone``."""
     started = time.monotonic()
     want = stack.scenario.workers
     while time.monotonic() - started < timeout:
-        pids = set(stack.app_worker_pids(0))
+        pids = set(stack.app_worker_pids(instance))
         if len(pids) >= want and not pids & gone:
             return round(time.monotonic() - started, 3)
         time.sleep(0.01)
     return None
 
 
-def _note_new_workers(inj: Injection, before: set[int]) -> None:
+def _note_new_workers(inj: Injection, before: set[int], instance: int = 0) -> None:
     """The evidence of a worker fault: the workers after it, and which of them are new."""
-    after = inj.stack.app_worker_pids(0)
+    after = inj.stack.app_worker_pids(instance)
     inj.info["worker_pids_after"] = after
     inj.info["new_worker_pids"] = sorted(set(after) - before)
 
 
+def _held_request(inj: Injection, point: str) -> int | None:
+    """Arm the app's fault point ``point`` (labapp/faultpoints.py) and wait until a request holds there: the pid
+    of the worker holding it, or None (with ``inj.error``) if the load ended first."""
+    base = Path(inj.stack.app_extra_env["LAB_FAULT_POINTS"]) / point
+    for leftover in (base.with_suffix(".pid"), base.with_suffix(".held")):
+        leftover.unlink(missing_ok=True)
+    base.with_suffix(".arm").touch()
+    pid_file = base.with_suffix(".pid")
+    while not pid_file.exists():
+        if inj.stop.is_set():
+            base.with_suffix(".arm").unlink(missing_ok=True)
+            inj.error = "no request reached the fault point before the load ended"
+            return None
+        time.sleep(0.002)
+    return int(pid_file.read_text())
+
+
 def inject_worker_kill(inj: Injection) -> None:
-    pids = inj.stack.app_worker_pids(0)
-    victim = pids[0]  # the oldest worker: it has served load since the start
-    inj.mark(pid=victim, workers_before=len(pids))
+    """kill -9 of the worker holding a request whose increment is written but not yet answered: the crash of a
+    worker in the middle of a request, on purpose rather than by luck - what happens to that request (an error,
+    or a resend that counts it twice) is the same on every run."""
+    victim = _held_request(inj, "incr-answering")
+    if victim is None:
+        return
+    instance = _instance_of(inj.stack, victim)
+    pids = inj.stack.app_worker_pids(instance)
+    inj.mark(pid=victim, instance=instance + 1, workers_before=len(pids), held_request=True)
     os.kill(victim, signal.SIGKILL)
-    inj.info["respawn_s"] = _wait_workers(inj.stack, gone={victim})
-    _note_new_workers(inj, set(pids))
+    inj.info["respawn_s"] = _wait_workers(inj.stack, gone={victim}, instance=instance)
+    _note_new_workers(inj, set(pids), instance)
+
+
+def _instance_of(stack: NativeStack, pid: int) -> int:
+    """The index of the app instance whose worker ``pid`` is (0 if none says so)."""
+    return next((i for i in range(len(stack.app_ports)) if pid in stack.app_worker_pids(i)), 0)
 
 
 def inject_graceful_reload(inj: Injection) -> None:
@@ -156,20 +186,10 @@ def inject_memcached_evict(inj: Injection) -> None:
 
 def inject_sql_kill_in_transaction(inj: Injection) -> None:
     """Arm the app's fault point inside the SQLite transaction; kill -9 the worker it holds there."""
-    folder = Path(inj.stack.app_extra_env["LAB_FAULT_POINTS"])
-    base = folder / "sql-in-transaction"
-    for leftover in (base.with_suffix(".pid"), base.with_suffix(".held")):
-        leftover.unlink(missing_ok=True)
-    base.with_suffix(".arm").touch()
-    pid_file = base.with_suffix(".pid")
-    while not pid_file.exists():
-        if inj.stop.is_set():
-            base.with_suffix(".arm").unlink(missing_ok=True)
-            inj.error = "no request reached the fault point before the load ended"
-            return
-        time.sleep(0.002)
-    pid = int(pid_file.read_text())
-    instance = next((i for i in range(len(inj.stack.app_ports)) if pid in inj.stack.app_worker_pids(i)), 0)
+    pid = _held_request(inj, "sql-in-transaction")
+    if pid is None:
+        return
+    instance = _instance_of(inj.stack, pid)
     db = inj.stack.data_dir(instance) / "counters.sqlite3"  # the SQLite file of the host holding the request
     held = _write_lock_held(db)
     inj.mark(pid=pid, write_lock_held_at_kill=held)
@@ -182,8 +202,8 @@ def inject_sql_kill_in_transaction(inj: Injection) -> None:
             break
         time.sleep(0.005)
     inj.info["write_lock_released_s"] = released
-    inj.info["respawn_s"] = _wait_workers(inj.stack, gone={pid})
-    _note_new_workers(inj, {pid})
+    inj.info["respawn_s"] = _wait_workers(inj.stack, gone={pid}, instance=instance)
+    _note_new_workers(inj, {pid}, instance)
 
 
 def _write_lock_held(db: Path) -> bool:

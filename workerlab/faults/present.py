@@ -1,12 +1,12 @@
-"""Presenting a fault run: the faults.md tables, the terminal grid, one line per cell, the expected table."""
+"""Presenting a fault run: the faults.md tables, the terminal grid, one line per cell, the expected table, and
+the requests each restart dropped or failed, by worker class."""
 
 from __future__ import annotations
 
 from rich.table import Table
 
-from ..scenarios import Scenario
+from .coverage import Block
 from .expected import expect_fault
-from .table import Fault
 
 
 def figures(cell: dict) -> str:
@@ -20,8 +20,11 @@ def figures(cell: dict) -> str:
                      f"{c.get('users_stepped_back', 0)} stepped back")
     if c.get("lost") is not None:
         parts.append(f"lost {c['lost']}/{c.get('acknowledged', 0)} acked")
+    if c.get("over_counted"):
+        parts.append(f"{c['over_counted']} counted twice")
     if c.get("failed_during_fault"):
-        parts.append(f"{c['failed_during_fault']} failed, recovered in {c.get('recover_s')}s")
+        parts.append(f"{c['failed_during_fault']} failed ({c.get('dropped_during_fault')} dropped, "
+                     f"{c.get('errored_during_fault')} errored), recovered in {c.get('recover_s')}s")
     else:
         parts.append("0 failed")
     return "; ".join(parts)
@@ -55,26 +58,32 @@ def describe_cell(cell: dict) -> str:
             f"{figures(cell)}{extra}")
 
 
+def _block_cells(data: dict, block: dict) -> dict:
+    """The cells of one block (a scenario by a route), by (strategy, fault)."""
+    return {(c["strategy"], c["fault"]): c for c in data["cells"]
+            if c["scenario"] == block["scenario"] and c["route"] == block["route"]}
+
+
 def markdown(data: dict) -> str:
-    faults = data["settings"]["faults"]
     lines = [f"# worker-lab faults run {data['run_id']} ({data['status']})", ""]
     s = data["settings"]
     lines.append(f"{s['users']} users at {s['per_user_rps']} requests/s each for {s['seconds']}s per cell; "
                  f"faults at a moment are injected {s['at_s']}s after the load starts.")
-    for scenario in data["settings"]["scenarios"]:
-        cells = {(c["strategy"], c["fault"]): c for c in data["cells"] if c["scenario"] == scenario}
+    for block in s["blocks"]:
+        label, faults = block["label"], block["faults"]
+        cells = _block_cells(data, block)
         if not cells:
             continue
-        lines += ["", f"## {scenario}: observed verdict (`!!` differs from expected; (in parentheses): a control, "
+        lines += ["", f"## {label}: observed verdict (`!!` differs from expected; (in parentheses): a control, "
                       "the fault hits a store the strategy does not use)", "",
                   "| strategy | " + " | ".join(faults) + " |", "|---|" + "---|" * len(faults)]
-        for strategy in data["settings"]["strategies"]:
+        for strategy in block["strategies"]:
             row = [cell_text(cells[(strategy, f)]) if (strategy, f) in cells else "" for f in faults]
             lines.append(f"| {strategy} | " + " | ".join(row) + " |")
-        lines += ["", f"### {scenario}: measured figures", "",
-                  "| fault | strategy | expected | observed | lost / acked | failed during fault | recover (s) "
-                  "| fault detail | reason |", "|---|---|---|---|---|---|---|---|---|"]
-        order = data["settings"]["strategies"]
+        lines += ["", f"### {label}: measured figures", "",
+                  "| fault | strategy | expected | observed | lost / acked | failed during fault (dropped + errored) "
+                  "| recover (s) | fault detail | reason |", "|---|---|---|---|---|---|---|---|---|"]
+        order = block["strategies"]
         for (strategy, fault), c in sorted(cells.items(),
                                            key=lambda kv: (faults.index(kv[0][1]), order.index(kv[0][0]))):
             if c["skipped"] or (c.get("control") and c["match"]):  # a control shows here only when it failed
@@ -87,9 +96,15 @@ def markdown(data: dict) -> str:
             detail = ", ".join(f"{k}={v}" for k, v in c["injected"].items()
                                if k in ("restart_s", "respawn_s", "all_workers_replaced_s", "evictions",
                                         "write_lock_held_at_kill", "write_lock_released_s", "worker_pids_seen"))
+            failed = (f"{n['failed_during_fault']} ({n.get('dropped_during_fault')} + {n.get('errored_during_fault')})"
+                      if n else "")
             lines.append(f"| {fault} | {strategy} | {c['expected']['label']} | {cell_text(c)} | {lost} | "
-                         f"{n.get('failed_during_fault', '')} | {n.get('recover_s', '')} | {detail} | "
-                         f"{c['expected']['reason']} |")
+                         f"{failed} | {n.get('recover_s', '')} | {detail} | {c['expected']['reason']} |")
+    rows = restart_losses(data)
+    if rows:
+        lines += ["", "## Requests each restart dropped (no answer) or errored (an HTTP error), by worker class", "",
+                  "| " + " | ".join(LOSS_COLUMNS) + " |", "|---|" + "---|" * (len(LOSS_COLUMNS) - 1)]
+        lines += ["| " + " | ".join(str(row[k]) for k in LOSS_COLUMNS) + " |" for row in rows]
     sm = data["summary"]
     lines += ["", summary_line(sm) + "."]
     return "\n".join(lines) + "\n"
@@ -101,25 +116,25 @@ def summary_line(sm: dict) -> str:
             f" of {sm.get('controls', 0)} as expected; {sm.get('skipped', 0)} n/a")
 
 
-def expected_table(scenario: Scenario, faults: list[Fault], strategies: list[str]) -> Table:
-    table = Table(title=f"expected fault verdicts under {scenario.name}")
+def expected_table(block: Block) -> Table:
+    table = Table(title=f"expected fault verdicts under {block.label}")
     for col in ("strategy", "fault", "expected", "reason"):
         table.add_column(col)
-    for strategy in strategies:
-        for fault in faults:
-            e = expect_fault(strategy, fault, scenario)
+    for strategy in block.strategies:
+        for fault in block.faults:
+            e = expect_fault(strategy, fault, block.scenario, block.route)
             table.add_row(strategy, fault.name, e.label, e.reason)
     return table
 
 
-def grid(data: dict, scenario: str) -> Table:
-    faults = data["settings"]["faults"]
-    table = Table(title=f"faults under {scenario}: observed (!! = differs from expected)")
+def grid(data: dict, block: dict) -> Table:
+    faults = block["faults"]
+    table = Table(title=f"faults under {block['label']}: observed (!! = differs from expected)")
     table.add_column("strategy")
     for f in faults:
         table.add_column(f, overflow="fold")
-    cells = {(c["strategy"], c["fault"]): c for c in data["cells"] if c["scenario"] == scenario}
-    for strategy in data["settings"]["strategies"]:
+    cells = _block_cells(data, block)
+    for strategy in block["strategies"]:
         row = []
         for f in faults:
             c = cells.get((strategy, f))
@@ -128,4 +143,39 @@ def grid(data: dict, scenario: str) -> Table:
                      "dim" if not c or c["match"] is None or c.get("control") else "green")
             row.append(f"[{style}]{text}[/]")
         table.add_row(strategy, *row)
+    return table
+
+
+LOSS_COLUMNS = ("worker class", "route", "fault", "cells", "dropped per cell", "errored per cell", "requests")
+
+
+def _spread(values: list[int]) -> str:
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
+
+
+def restart_losses(data: dict) -> list[dict]:
+    """Per (worker class, route, fault that restarts gunicorn's processes): how many requests each cell's
+    restart dropped and errored (min-max over its cells), and how many requests those cells sent."""
+    blocks = {(b["scenario"], b["route"]): b for b in data["settings"]["blocks"]}
+    groups: dict[tuple, list[dict]] = {}
+    for c in data["cells"]:
+        if c["skipped"] or c["error"] or not c["counts"] or not data["faults"][c["fault"]]["restarts_gunicorn"]:
+            continue
+        worker_class = blocks[(c["scenario"], c["route"])]["worker_class"]
+        groups.setdefault((worker_class, c["route"], c["fault"]), []).append(c["counts"])
+    order = list(data["faults"])
+    return [{"worker class": wc, "route": route, "fault": fault, "cells": len(counts),
+             "dropped per cell": _spread([n["dropped_during_fault"] for n in counts]),
+             "errored per cell": _spread([n["errored_during_fault"] for n in counts]),
+             "requests": sum(n["attempted"] for n in counts)}
+            for (wc, route, fault), counts in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1],
+                                                                                      order.index(kv[0][2])))]
+
+
+def losses_table(data: dict) -> Table:
+    table = Table(title="requests each restart dropped (no answer) or errored (an HTTP error), by worker class")
+    for col in LOSS_COLUMNS:
+        table.add_column(col)
+    for row in restart_losses(data):
+        table.add_row(*(str(row[k]) for k in LOSS_COLUMNS))
     return table

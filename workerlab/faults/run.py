@@ -2,14 +2,17 @@
 (loadtests/driver.py, paced cells), inject the fault on a thread at the driver's recorded moment, judge
 each cell's history (loadtests/fault_checkers.py) and keep faults.json and faults.md up to date.
 
-Schema ``worker-lab/faults/v1``::
+Schema ``worker-lab/faults/v2``::
 
-    {"schema", "run_id", "status", "started", "finished", "settings": {...}, "versions": {...},
+    {"schema", "run_id", "status", "started", "finished", "versions": {...},
+     "settings": {"scenarios", "faults", "strategies", "routes", "users", ...,
+                  "blocks": [{"scenario", "route", "label", "faults", "strategies"}]},  # what ran (coverage.py)
      "faults": {name: {"summary", "at_s", "stack": {...}}},
-     "cells": [{"scenario", "fault", "strategy", "scope",
+     "cells": [{"scenario", "route", "fault", "strategy", "scope",
                 "expected": {"verdict", "label", "reason"}, "observed": {"verdict", "label"} | null,
                 "match": bool | null,                  # null: not judged ("any") or skipped
-                "counts": {lost, acknowledged, attempted, failed_during_fault, recover_s, ...},
+                "counts": {lost, acknowledged, attempted, failed_during_fault (= dropped_during_fault
+                           + errored_during_fault), recover_s, ...},
                 "injected": {"at_s", "pid", "restart_s", ...},  # what was done, when (seconds since load start),
                                                         # and the evidence it happened (faults/evidence.py)
                 "examples", "notes", "history",
@@ -17,7 +20,7 @@ Schema ``worker-lab/faults/v1``::
                 "skipped",
                 "control"}],                           # the fault hits a store the strategy does not use
      "summary": {"cells", "judged", "matched", "mismatched",   # judged: neither a control nor skipped
-                 "controls", "controls_differ", "errors", "skipped"}}
+                 "controls", "controls_differ", "errors", "skipped", "dropped", "errored"}}
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ from ..progress import phase
 from ..results import now_iso, versions
 from ..runfile import FAULTS_SCHEMA, write_json
 from ..runner import Step, run_steps
-from ..scenarios import Scenario
 from ..stacks.native import NativeStack
+from .coverage import Block, restarts_gunicorn
 from .expected import FaultExpectation, expect_fault, fault_label
 from .injectors import Injection
 from .present import describe_cell, markdown
@@ -83,8 +86,9 @@ def judge(strategy: str, fault: Fault, history: list[dict], fault_at: float):
 
 @dataclass
 class FaultStep:
-    """One fault under one scenario: its judged cells, and the injection under way."""
+    """One fault under one scenario and route: its judged cells, and the injection under way."""
 
+    block: Block
     fault: Fault
     expectations: dict[str, FaultExpectation]
     injection: Injection | None = None
@@ -92,24 +96,27 @@ class FaultStep:
 
 
 class FaultRun:
-    """Runs (scenario x fault x strategy) cells and keeps faults.json up to date."""
+    """Runs the (scenario, route) x fault x strategy cells of its blocks and keeps faults.json up to date."""
 
-    def __init__(self, scenarios: dict[str, Scenario], faults: list[Fault], strategies: list[str], shape: LoadShape,
-                 run_dir: Path, say: Callable[[str], None] = lambda _: None):
-        self.scenarios = scenarios
-        self.faults = faults
-        self.strategies = strategies
+    def __init__(self, blocks: list[Block], shape: LoadShape, run_dir: Path,
+                 say: Callable[[str], None] = lambda _: None):
+        self.blocks = blocks
+        faults = list({f.name: f for b in blocks for f in b.faults}.values())
         self.shape = shape
         self.run_dir = run_dir
         self.say = say
         self.path = run_dir / "faults.json"
         self.data = {
             "schema": SCHEMA, "run_id": run_dir.name, "status": "running", "started": now_iso(), "finished": None,
-            "settings": {"scenarios": list(scenarios), "faults": [f.name for f in faults],
-                         "strategies": strategies, **shape.as_dict()},
+            "settings": {"scenarios": list(dict.fromkeys(b.scenario.name for b in blocks)),
+                         "faults": [f.name for f in faults],
+                         "strategies": list(dict.fromkeys(s for b in blocks for s in b.strategies)),
+                         "routes": list(dict.fromkeys(b.route.name for b in blocks)),
+                         "blocks": [b.as_dict() for b in blocks], **shape.as_dict()},
             "versions": {},  # probed once faults.json exists
             "faults": {f.name: {"summary": f.summary, "at_s": shape.at_s if f.moment else 0.0,
-                                "stack": f.stack_settings()} for f in faults},
+                                "restarts_gunicorn": restarts_gunicorn(f), "stack": f.stack_settings()}
+                       for f in faults},
             "cells": [], "summary": {},
         }
         with interrupt.shielded():  # a run folder always holds a readable faults.json, finished at exit
@@ -141,7 +148,7 @@ class FaultRun:
         self.write()
         self.say(describe_cell(cell))
 
-    def record(self, scenario: Scenario, fault: Fault, strategy: str, expectation: FaultExpectation, *,
+    def record(self, block: Block, fault: Fault, strategy: str, expectation: FaultExpectation, *,
                result=None, info: dict | None = None, history: str | None = None, error: str | None = None) -> None:
         judged = expectation.verdict is not None and ANY not in expectation.verdict
         observed = result.verdict if result is not None else None
@@ -149,7 +156,8 @@ class FaultRun:
         if judged and error:
             match = False
         self.add({
-            "scenario": scenario.name, "fault": fault.name, "strategy": strategy, "scope": SCOPES[strategy][0],
+            "scenario": block.scenario.name, "route": block.route.name, "fault": fault.name, "strategy": strategy,
+            "scope": SCOPES[strategy][0],
             "expected": {"verdict": sorted(expectation.verdict or []), "label": expectation.label,
                          "reason": expectation.reason},
             "observed": {"verdict": sorted(observed), "label": fault_label(observed)} if observed else None,
@@ -166,26 +174,28 @@ class FaultRun:
 
     # -- the faults as a kind of run (workerlab/runner.py) -----------------------------------------------
     def steps(self):
-        for scenario in self.scenarios.values():
-            for fault in self.faults:
-                self.say(f"[bold cyan]{scenario.name} / {fault.name}[/] - {fault.summary}")
+        for block in self.blocks:
+            folder = self.run_dir / block.scenario.name / ("" if not block.route.direct else block.route.name)
+            for fault in block.faults:
+                self.say(f"[bold cyan]{block.label} / {fault.name}[/] - {fault.summary}")
                 cells = []
-                for strategy in self.strategies:
-                    e = expect_fault(strategy, fault, scenario)
+                for strategy in block.strategies:
+                    e = expect_fault(strategy, fault, block.scenario, block.route)
                     if e.verdict is None:
-                        self.record(scenario, fault, strategy, e)
+                        self.record(block, fault, strategy, e)
                     else:
                         cells.append((strategy, e))
                 if cells:
-                    yield Step(f"{scenario.name}/{fault.name}", scenario, self.run_dir / scenario.name / fault.name,
-                               FaultStep(fault, dict(cells)))
+                    yield Step(f"{block.label}/{fault.name}", block.scenario, folder / fault.name,
+                               FaultStep(block, fault, dict(cells)))
 
     def open_stack(self, step: Step) -> NativeStack:
         fault: Fault = step.context.fault
         env = {**dict(fault.app_env), "LAB_FAULT_POINTS": str(step.folder / "faultpoints")}
         (step.folder / "faultpoints").mkdir(parents=True, exist_ok=True)
         redis_env = {"LD_PRELOAD": str(build_shim(step.folder / "shim"))} if fault.host_crash else None
-        return NativeStack(step.scenario, step.folder, redis_persistence=fault.redis_persistence,
+        return NativeStack(step.scenario, step.folder, direct=step.context.block.route.direct,
+                           redis_persistence=fault.redis_persistence,
                            memcached_mb=fault.memcached_mb, memcached_item_max=fault.memcached_item_max,
                            app_extra_env=env, redis_env=redis_env)
 
@@ -194,7 +204,7 @@ class FaultRun:
 
     def plan(self, step: Step, stack) -> Plan:
         shape = self.shape
-        run_key = f"{self.run_dir.name}-{step.scenario.name}-{step.context.fault.name}"
+        run_key = f"{self.run_dir.name}-{step.scenario.name}-{step.context.block.route.name}-{step.context.fault.name}"
         return Plan(host=stack.url, instances=stack.instance_urls, users=shape.users, out=str(step.folder),
                     hold_after_load=True,  # the final reads wait until the fault has run its course
                     cells=[CellPlan(id=strategy, strategy=strategy, scope=SCOPES[strategy][0],
@@ -219,13 +229,12 @@ class FaultRun:
                     fs.injection.error = f"the fault was still running {INJECT_JOIN_S:.0f}s after the load"
             driver.go()
         elif kind == "cell-done":
-            self.judge_cell(step.scenario, fs.fault, strategy, fs.expectations[strategy], step.folder, fs.injection)
+            self.judge_cell(fs.block, fs.fault, strategy, fs.expectations[strategy], step.folder, fs.injection)
             fs.injection = fs.thread = None
         elif kind == "cell-error":
             if fs.injection is not None:
                 fs.injection.stop.set()
-            self.record(step.scenario, fs.fault, strategy, fs.expectations[strategy],
-                        error=f"driver: {event['error']}")
+            self.record(fs.block, fs.fault, strategy, fs.expectations[strategy], error=f"driver: {event['error']}")
             fs.injection = fs.thread = None
 
     def events_ended(self, step: Step) -> None:
@@ -237,18 +246,18 @@ class FaultRun:
 
     def unfinished(self, step: Step, cell: CellPlan, why: str) -> None:
         fs: FaultStep = step.context
-        self.record(step.scenario, fs.fault, cell.strategy, fs.expectations[cell.strategy], error=why)
+        self.record(fs.block, fs.fault, cell.strategy, fs.expectations[cell.strategy], error=why)
 
     def step_done(self, step: Step) -> None:
         pass
 
     def stack_failed(self, step: Step, error: StackError) -> None:
         fs: FaultStep = step.context
-        done = {c["strategy"] for c in self.data["cells"]
-                if c["scenario"] == step.scenario.name and c["fault"] == fs.fault.name}
+        done = {c["strategy"] for c in self.data["cells"] if c["scenario"] == step.scenario.name
+                and c["route"] == fs.block.route.name and c["fault"] == fs.fault.name}
         for strategy, e in fs.expectations.items():
             if strategy not in done:
-                self.record(step.scenario, fs.fault, strategy, e, error=f"stack: {str(error).splitlines()[0]}")
+                self.record(fs.block, fs.fault, strategy, e, error=f"stack: {str(error).splitlines()[0]}")
 
     def _inject(self, fault: Fault, inj: Injection) -> None:
         try:
@@ -261,12 +270,12 @@ class FaultRun:
         except Exception as exc:  # the cell is recorded with the error, the run goes on
             inj.error = f"{type(exc).__name__}: {exc}"
 
-    def judge_cell(self, scenario, fault, strategy, expectation, fault_dir, inj: Injection | None) -> None:
+    def judge_cell(self, block, fault, strategy, expectation, fault_dir, inj: Injection | None) -> None:
         history_file = fault_dir / "history" / f"{strategy}.jsonl"
         rel = str(history_file.relative_to(self.run_dir))
         if inj is None or inj.at is None:
             error = (inj.error if inj else None) or "the fault was not injected"
-            self.record(scenario, fault, strategy, expectation, info=inj.info if inj else None, history=rel,
+            self.record(block, fault, strategy, expectation, info=inj.info if inj else None, history=rel,
                         error=error)
             return
         unproven = fault.proof(inj.info)
@@ -274,7 +283,7 @@ class FaultRun:
             inj.error = f"{UNPROVEN}: {unproven}"
         history = read_history(history_file)
         result = judge(strategy, fault, history, inj.at - inj.t0)
-        self.record(scenario, fault, strategy, expectation, result=result, info=inj.info, history=rel,
+        self.record(block, fault, strategy, expectation, result=result, info=inj.info, history=rel,
                     error=inj.error)
 
     def write(self) -> None:
@@ -290,17 +299,20 @@ class FaultRun:
             "controls_differ": sum(1 for c in controls if c["match"] is False),
             "errors": sum(1 for c in cells if c["error"]),
             "skipped": sum(1 for c in cells if c["skipped"]),
+            # requests failed during a fault: dropped without an answer, or answered with an HTTP error
+            "dropped": sum(c["counts"].get("dropped_during_fault", 0) for c in cells),
+            "errored": sum(c["counts"].get("errored_during_fault", 0) for c in cells),
         }
         write_json(self.path, self.data)
         (self.run_dir / "faults.md").write_text(markdown(self.data))
 
 
-def run_faults(scenarios: dict[str, Scenario], faults: list[Fault], strategies: list[str], shape: LoadShape,
-               output: Path, say: Callable[[str], None] = lambda _: None) -> tuple[FaultRun, bool]:
+def run_faults(blocks: list[Block], shape: LoadShape, output: Path,
+               say: Callable[[str], None] = lambda _: None) -> tuple[FaultRun, bool]:
     """Run and return (the run, interrupted?)."""
     with interrupt.shielded():  # the folder and its first faults.json come together
         run_dir = new_run_dir(output)
-        run = FaultRun(scenarios, faults, strategies, shape, run_dir, say)
+        run = FaultRun(blocks, shape, run_dir, say)
     try:
         run.run()
     except KeyboardInterrupt:

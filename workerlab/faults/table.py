@@ -57,6 +57,7 @@ class Fault:
     proof: evidence.Evidence  # what in the injector's record proves it happened (workerlab/faults/evidence.py)
     moment: bool = True  # False: lasts the whole run
     needs_gunicorn: bool = False
+    kills_written_request: bool = False  # it kills a worker holding a request whose write is done, not answered
     only: tuple[str, ...] = ()  # strategies it applies to; empty = all
     redis_persistence: str = "none"
     memcached_mb: int = 64
@@ -74,8 +75,9 @@ RECYCLE_MAX_REQUESTS = 60
 RECYCLE_JITTER = 20
 
 FAULTS: dict[str, Fault] = {f.name: f for f in (
-    Fault("worker-kill", "kill -9 of one gunicorn worker mid-run; the master forks a new one",
-          inject_worker_kill, "process", evidence.new_worker, needs_gunicorn=True),
+    Fault("worker-kill", "kill -9 of one gunicorn worker mid-request (its increment written, not yet answered); "
+          "the master forks a new one", inject_worker_kill, "process", evidence.killed_holding_request,
+          needs_gunicorn=True, kills_written_request=True),
     Fault("worker-recycle", f"gunicorn max_requests={RECYCLE_MAX_REQUESTS} (+jitter {RECYCLE_JITTER}): "
           "workers retire and are replaced all run long", inject_nothing, "process", evidence.workers_recycled,
           moment=False,

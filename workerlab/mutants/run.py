@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import interrupt
-from ..faults import FAULTS, Fault, FaultRun
+from ..faults import FAULTS, Fault, FaultRun, every
 from ..faults.run import UNPROVEN
 from ..matrix import Matrix
 from ..procs import StackError
@@ -161,7 +161,7 @@ class MutantRun(Matrix):
     def fault_cell(self, mutant: FaultMutant, fault: Fault, folder: Path) -> dict | None:
         """The mutant's fault cell under ``fault``, run as a fault run of its own (faults.json in ``folder``)."""
         folder.mkdir(parents=True, exist_ok=True)
-        run = FaultRun({mutant.scenario: self.all_scenarios[mutant.scenario]}, [fault], [mutant.strategy],
+        run = FaultRun(every({mutant.scenario: self.all_scenarios[mutant.scenario]}, [fault], [mutant.strategy]),
                        FAULT_SHAPE, folder, self.say)
         run.run()
         cell = next((c for c in run.data["cells"] if c["strategy"] == mutant.strategy), None)

@@ -8,7 +8,7 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import mutants, openapi, sessions
+from . import faultpoints, mutants, openapi, sessions
 from .errors import BadInput, LabError, SidecarUnreachable, valid_key
 from .resources import Resources, unreachable_errors
 from .served_by import served_by
@@ -85,10 +85,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     def incr(name):
         strategy = strategies.get(name)
         if isinstance(strategy, CounterStrategy):
-            return answer({"value": strategy.incr(valid_key(request.args.get("key")))})
-        if isinstance(strategy, SessionStrategy):
-            return answer(strategy.incr(valid_key(request.args.get("client"), "client")))
-        raise BadInput(f"unknown strategy {name!r} for incr; see /strategies")
+            payload = {"value": strategy.incr(valid_key(request.args.get("key")))}
+        elif isinstance(strategy, SessionStrategy):
+            payload = strategy.incr(valid_key(request.args.get("client"), "client"))
+        else:
+            raise BadInput(f"unknown strategy {name!r} for incr; see /strategies")
+        faultpoints.reach("incr-answering")  # workerlab faults: a worker kill lands here, after the write
+        return answer(payload)
 
     @app.get("/s/<name>/read")
     def read(name):

@@ -4,7 +4,8 @@ Inert unless ``LAB_FAULT_POINTS`` names a folder (only the fault runner sets it)
 is armed by creating ``<folder>/<point>.arm``; the first request that reaches the point
 claims it (an atomic rename, so exactly one request wins), writes its pid to
 ``<point>.pid`` and sleeps, so the runner can ``kill -9`` that worker at a known place:
-inside an open SQLite write transaction. Nothing a client sends can arm a point.
+inside an open SQLite write transaction (``sql-in-transaction``), or after an increment was
+written and before its answer (``incr-answering``). Nothing a client sends can arm a point.
 """
 
 from __future__ import annotations
