@@ -389,8 +389,8 @@ def _forward_entries(client_id, data, **_kwargs):
         recorder._forwarded_from, recorder._forwarded = recorder.entries, 0
     new = recorder.entries[recorder._forwarded:]
     recorder._forwarded = len(recorder.entries)
-    if new:
-        data["lab_entries"] = {"t0": recorder.t0, "entries": new}
+    if new:  # t0 on the master's clock: a worker on another machine knows the offset (loadtests/distributed.py)
+        data["lab_entries"] = {"t0": recorder.t0 + getattr(recorder, "clock_offset", 0.0), "entries": new}
 
 
 def _await_last_worker_reports(environment) -> None:
@@ -411,11 +411,17 @@ def _collect_entries(client_id, data, **_kwargs):
     if not payload or module is None:
         return
     shift = payload["t0"] - module.RECORDER.t0
-    worker = str(client_id)[-6:]
+    worker = worker_name(client_id)
     for entry in payload["entries"]:
         entry = dict(entry)
         entry["invoke"] += shift
         entry["complete"] += shift
         entry["client"] = f"{worker}-{entry['client']}"  # user ids are per worker
+        entry["worker"] = worker
         entry["req"] = next(module.RECORDER.req_ids)
         module.add_entry(entry)
+
+
+def worker_name(client_id) -> str:
+    """A worker as the history names it (its entries' `worker`, their clients' prefix): its id's last 6 characters."""
+    return str(client_id)[-6:]

@@ -41,9 +41,16 @@ class RunSettings:
     engine: str = "native"  # native | compose
     rate: float | None = None  # fixed-rate load: scheduled starts a second per cell (loadtests/arrivals.py)
     arrivals: str = "constant"  # with rate: constant | poisson
+    workers: int = 0  # > 0: the load comes from this many locust workers (loadtests/distributed.py)
+    master_bind: str = "127.0.0.1:5557"  # with workers: where the driver, their master, listens
+    local_workers: bool = False  # with workers: the lab starts them on this machine
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "sidecars": list(self.sidecars)}
+
+    def load_from(self) -> dict:
+        """The plan's fields that say where the load comes from: the driver, or workers."""
+        return {"workers": self.workers, "master_bind": self.master_bind, "local_workers": self.local_workers}
 
 
 def new_run_dir(base: Path) -> Path:
@@ -138,7 +145,7 @@ class Matrix:
                           rate=rate, arrivals=self.settings.arrivals)
                  for s in self.step_strategies(step)]
         return Plan(host=stack.url, instances=stack.instance_urls, users=self.settings.users, out=str(step.folder),
-                    cells=cells, local_pids=self.settings.engine == "native")
+                    cells=cells, local_pids=self.settings.engine == "native", **self.settings.load_from())
 
     def on_event(self, step: Step, stack, driver: DriverSession, event: dict) -> None:
         cell = driver.plan.cell(event["cell"])
@@ -232,6 +239,9 @@ class Matrix:
             record["counts"].update({k: stats.get(k) for k in ("sent", "answered", "unanswered")})
             if stats.get("timed_out"):
                 record["notes"].append(f"cell hit its {self.time_limit:.0f}s time limit")
+            for name, part in (stats.get("workers") or {}).items():
+                record["notes"].append(f"worker {name}: {part['users']} users, {part['load_entries']} requests"
+                                       + ("" if part["complete"] else ", its entries incomplete (the rest unanswered)"))
             if stats.get("unanswered"):
                 record["notes"].append(f"{stats['unanswered']} requests were still in flight when the cell ended "
                                        "(recorded as errors)")

@@ -1,0 +1,98 @@
+"""A locust worker for a lab run whose driver is its master (loadtests/distributed.py):
+
+    python -m loadtests.worker --master HOST:PORT [--target-host HOST] [--connect-timeout SECONDS]
+
+(`python -m workerlab worker` starts this.) It runs whatever cell the master sends, records every request and
+reports the entries to the master. Exit status: 0 when the master ended the run, 1 when no master answered
+within --connect-timeout or the master stopped answering (LOST_MASTER_S without a heartbeat), 2 for a bad
+address, 128 + the signal on SIGINT/SIGTERM - after it has stopped its users, sent what it recorded and told
+the master it is leaving.
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__":  # patch before anything imports sockets; importing this module patches nothing
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import gevent  # noqa: E402
+from locust import events, runners  # noqa: E402
+from locust.env import Environment  # noqa: E402
+
+from .distributed import WorkerSide  # noqa: E402
+from .protocol import BadAddress, parse_address  # noqa: E402
+from .webui import worker_name  # noqa: E402
+
+LOST_MASTER_S = 15.0  # no heartbeat from the master this long: it is gone (locust's own default is 60 s)
+
+
+def say(text: str) -> None:
+    print(f"worker: {text}", file=sys.stderr, flush=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m loadtests.worker", description=__doc__.split("\n\n")[0])
+    p.add_argument("--master", required=True, help="HOST:PORT the lab run's master listens on (its --master-bind)")
+    p.add_argument("--target-host", default=None,
+                   help="send the load to this host, not the one in the master's URL (same scheme, port, path)")
+    p.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for the master")
+    return p
+
+
+def leave(env: Environment, runner) -> None:
+    """Stop the users (their entries go to the master), tell the master this worker is leaving, end."""
+    runner.stop()
+    env.events.quitting.fire(environment=env, reverse=True)  # locust's worker sends "quit" on it
+    runner.greenlet.kill(block=True)
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        host, port = parse_address(args.master)
+    except BadAddress as exc:
+        say(f"--master {exc}")
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="worker: %(message)s")
+    runners.CONNECT_TIMEOUT = 1.0  # one try a second, for --connect-timeout tries
+    runners.CONNECT_RETRY_COUNT = max(0, round(args.connect_timeout) - 1)  # it tries this many times + 1
+    runners.MASTER_HEARTBEAT_TIMEOUT = LOST_MASTER_S
+    env = Environment(user_classes=[], events=events)
+    try:
+        runner = env.create_worker_runner(host, port)
+    except ConnectionError:
+        say(f"no lab master answered at {args.master} within {args.connect_timeout:.0f}s "
+            "(is `python -m workerlab run ... --workers N --master-bind HOST:PORT` running there?)")
+        return 1
+    WorkerSide(env, runner, args.target_host)
+    say(f"{worker_name(runner.client_id)} connected to the master at {args.master}; running its cells")
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if not received:
+            received.append(signum)
+            gevent.spawn(leave, env, runner)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(sig, on_signal, sig)
+    runner.greenlet.join()
+    if received:
+        say(f"stopped by {signal.Signals(received[0]).name}")
+        return 128 + received[0]
+    heard = runner.last_heartbeat_timestamp
+    if heard is None or time.time() - heard >= LOST_MASTER_S:
+        say(f"the master at {args.master} stopped answering (no heartbeat for {LOST_MASTER_S:.0f}s)")
+        return 1
+    say("the master ended the run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
