@@ -34,6 +34,7 @@ import gevent
 from gevent.event import AsyncResult, Event
 from locust import events
 from locust.env import Environment
+from locust.runners import STATE_MISSING
 
 from .arrivals import Schedule
 from .driver import (
@@ -123,7 +124,10 @@ class Master:
                                f"workerlab worker --master {self.bind})")
 
     def _all(self, ids: list[str], where) -> bool:
-        return all(i in where for i in ids)
+        """Every worker has answered (is in `where`) or is gone: quit, or missing its heartbeats (locust's
+        WorkerNode state) - a worker that ended says nothing more, and nobody waits for it."""
+        clients = self.runner.clients
+        return all(i in where or i not in clients or clients[i].state == STATE_MISSING for i in ids)
 
     def load(self, cell: CellPlan, plan: Plan, users: int) -> Load:
         self.await_workers(WORKERS_BACK_S)
@@ -163,8 +167,8 @@ class Master:
                     self.runner.send_message(FINISH, None, client_id=worker)
             _until(lambda: self._all(ids, self.loaded), ANSWER_IN_FLIGHT_S + 5)
         self.runner.stop()  # the workers stop their users and send what they recorded since their last report
-        _until(lambda: self._all(ids, self.done) and all(self._received(i) >= self.done[i]["entries"] for i in ids),
-               ENTRIES_WAIT_S)
+        _until(lambda: self._all(ids, self.done) and all(self._received(i) >= self.done[i]["entries"]
+                                                          for i in ids if i in self.done), ENTRIES_WAIT_S)
         workers = {worker_name(i): self._account(i, cell, parts[i], n, end) for i, n in zip(ids, counts, strict=True)}
         Cell.budget = Budget(cell.requests)
         Cell.budget.issued = sum(w["issued"] for w in workers.values())
@@ -181,11 +185,12 @@ class Master:
         """One worker's part of the cell; the requests it sent that have no entry become unanswered ones."""
         name = worker_name(worker)
         load = sum(1 for e in RECORDER.entries if e.get("worker") == name and e.get("phase") == "load")
-        said = self.loaded.get(worker, {}).get("issued")
+        said = self.done.get(worker, self.loaded.get(worker, {})).get("issued")
         issued = share if said is None else said
         complete = worker in self.done and self._received(worker) >= self.done[worker]["entries"]
         if not complete:
-            why = (f"worker {name} did not report this request's entry within {ENTRIES_WAIT_S:.0f}s of the stop"
+            why = (f"worker {name} ended, or said nothing within {ENTRIES_WAIT_S:.0f}s of the stop, before it "
+                   "reported this request's entry"
                    + ("" if said is not None else " (nor how many it sent: its whole share is counted)"))
             for _ in range(max(0, issued - load)):
                 lab = {"client": f"{name}-unreported", "req": next(RECORDER.req_ids), "op": OPS[cell.check],
@@ -302,5 +307,5 @@ class WorkerSide:
         self.reported = True
         data: dict = {}
         environment.events.report_to_master.fire(client_id=self.runner.client_id, data=data)
-        data["lab_done"] = {"cell": self.cell.id, "entries": len(RECORDER.entries)}
+        data["lab_done"] = {"cell": self.cell.id, "entries": len(RECORDER.entries), "issued": Cell.budget.issued}
         self.runner.send_message("stats", data)
