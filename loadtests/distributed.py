@@ -11,7 +11,10 @@ Per cell (locust custom messages between the master and each worker):
     master -> lab_finish                                 only at the time limit: send no more, let what is in flight
                                                          be answered (ANSWER_IN_FLIGHT_S), then lab_loaded
     master    runner.stop()                              a request still in flight is recorded as unanswered
-    worker -> a last worker report with lab_done {entries}
+    worker -> a last worker report with lab_done {entries, issued}
+
+and at the end of the plan `lab_end {more}`: whether the run has another plan (the next scenario), whose master
+the workers then wait for, before locust's own quit.
 
 The entries travel as the web UI's do (loadtests/webui.py: `lab_entries` in each worker report, re-based onto
 the master's clock, each marked with its `worker`). A worker whose last report does not come within
@@ -20,11 +23,14 @@ no entry of become unanswered entries, and the cell's stats say which worker was
 
 Clocks: a worker on the master's machine (the same boot id: containers and network namespaces share the
 kernel's CLOCK_MONOTONIC) uses the master's clock as is; on another machine it measures the offset with a
-few round trips (the shortest one's midpoint: off by at most half that round trip).
+few round trips (the shortest one's midpoint: off by at most half that round trip). LAB_WORKER_CLOCK=measure
+makes a worker measure it on the master's machine too (a test of that path: the offset found must be ~0).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -34,7 +40,7 @@ import gevent
 from gevent.event import AsyncResult, Event
 from locust import events
 from locust.env import Environment
-from locust.runners import STATE_MISSING
+from locust.runners import STATE_MISSING, WorkerRunner
 
 from .arrivals import Schedule
 from .driver import (
@@ -52,6 +58,7 @@ from .protocol import CellPlan, Plan, parse_address, shares
 from .webui import worker_name
 
 CELL, READY, GO, LOADED, FINISH, CLOCK = "lab_cell", "lab_ready", "lab_go", "lab_loaded", "lab_finish", "lab_clock"
+END = "lab_end"  # master -> every worker before locust's quit: {"more": another master follows (the next scenario)}
 WORKERS_BACK_S = 30.0  # between cells: how long workers may take to report ready again
 SETUP_S = 30.0  # a worker's answer to lab_cell (its clock set) and to the spawn
 ENTRIES_WAIT_S = 20.0  # after the stop: a worker's last report with the rest of its entries
@@ -69,6 +76,7 @@ def boot_id() -> str:
 
 
 BOOT = boot_id()
+MEASURE_CLOCK = os.environ.get("LAB_WORKER_CLOCK") == "measure"
 
 
 class WorkersError(RuntimeError):
@@ -90,6 +98,7 @@ class Master:
     def __init__(self, plan: Plan):
         self.bind = plan.master_bind
         self.expected = plan.workers
+        self.more_plans = plan.more_plans
         host, port = parse_address(plan.master_bind)
         self.env = env = Environment(user_classes=[], events=events, host=plan.host)
         try:
@@ -105,6 +114,15 @@ class Master:
         self.runner.register_message(LOADED, lambda msg, **_: self.loaded.setdefault(msg.node_id, msg.data))
         self.runner.register_message(CLOCK, self._clock)
         events.worker_report.add_listener(self._report)  # after the web UI's, which adds the entries
+        self.ending = False
+        events.worker_connect.add_listener(self._connected)
+
+    def _connected(self, client_id, **_) -> None:
+        """A worker that connects while this master ends (waiting for the next scenario's master, it came back
+        too soon) is sent on at once: it must not wait for heartbeats from a master about to exit."""
+        if self.ending:
+            self.runner.send_message(END, {"more": self.more_plans}, client_id=client_id)
+            self.runner.send_message("quit", None, client_id=client_id)
 
     def _clock(self, msg, **_) -> None:
         self.runner.send_message(CLOCK, {"t1": msg.data["t1"], "t2": time.monotonic(), "boot": BOOT},
@@ -202,7 +220,9 @@ class Master:
         return {"users": users, "requests": share, "issued": issued, "load_entries": load, "complete": complete}
 
     def quit(self) -> None:
-        """The run is over: every worker is told to quit (and exits), and the master's port is closed."""
+        """The plan is over: every worker is told whether another master follows, and to quit."""
+        self.ending = True
+        self.runner.send_message(END, {"more": self.more_plans})
         self.runner.quit()
 
 
@@ -222,18 +242,35 @@ class GatedBudget(Budget):
         return super().take()
 
 
+class LabWorkerRunner(WorkerRunner):
+    """locust's worker with the lab's part (WorkerSide) in place before it first speaks to its master: the
+    master's messages may follow its ack at once."""
+
+    def __init__(self, environment, master_host: str, master_port: int, target_host: str | None = None):
+        self.side: WorkerSide | None = None
+        self._target_host = target_host
+        super().__init__(environment, master_host, master_port)
+
+    def connect_to_master(self):
+        if self.side is None:
+            self.side = WorkerSide(self.environment, self, self._target_host)
+        super().connect_to_master()
+
+
 class WorkerSide:
     """A worker's part: take each cell from the master, send its share, record it, report every entry."""
 
     def __init__(self, env, runner, target_host: str | None = None):
         self.env, self.runner, self.target_host = env, runner, target_host
         self.cell: CellPlan | None = None
+        self.more = False  # the master said another master follows (lab_end)
         self.finishing = False
         self.reported = True
         self._clock_reply: AsyncResult | None = None
         runner.register_message(CELL, self._cell, concurrent=True)  # it waits for clock replies
         runner.register_message(GO, self._go)
         runner.register_message(FINISH, self._finish)
+        runner.register_message(END, lambda msg, **_: setattr(self, "more", bool(msg.data["more"])))
         runner.register_message(CLOCK, lambda msg, **_: self._clock_reply and self._clock_reply.set(msg.data))
         events.test_start.add_listener(self._retarget)
         events.test_stop.add_listener(self._stopped)
@@ -251,12 +288,14 @@ class WorkerSide:
             except gevent.Timeout:
                 continue
             t3 = time.monotonic()
-            if reply["boot"] == BOOT:
+            if reply["boot"] == BOOT and not MEASURE_CLOCK:
                 return 0.0
             if best is None or t3 - t1 < best[0]:
                 best = (t3 - t1, reply["t2"] - (t1 + t3) / 2)
         if best is None:
             raise WorkersError("the master did not answer the clock's round trips")
+        print(f"worker: clock offset to the master {best[1] * 1000:+.3f} ms (round trip {best[0] * 1000:.3f} ms)",
+              file=sys.stderr, flush=True)
         return best[1]
 
     def _cell(self, msg, **_) -> None:

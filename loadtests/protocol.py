@@ -87,6 +87,7 @@ class Plan:
     master_bind: str = "127.0.0.1:5557"
     local_workers: bool = False  # the runner starts the N workers on this machine (workerlab/driver.py)
     workers_wait_s: float = 60.0
+    more_plans: bool = False  # the run has another plan after this one: workers wait for its master
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)

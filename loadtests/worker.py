@@ -26,11 +26,13 @@ import gevent  # noqa: E402
 from locust import events, runners  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
-from .distributed import WorkerSide  # noqa: E402
+from .distributed import LabWorkerRunner  # noqa: E402
+from .driver import drop_runner_listeners  # noqa: E402
 from .protocol import BadAddress, parse_address  # noqa: E402
 from .webui import worker_name  # noqa: E402
 
 LOST_MASTER_S = 15.0  # no heartbeat from the master this long: it is gone (locust's own default is 60 s)
+NEXT_MASTER_PAUSE_S = 0.5  # after a plan, before asking for the next master (the last one is still exiting)
 
 
 def say(text: str) -> None:
@@ -53,6 +55,29 @@ def leave(env: Environment, runner) -> None:
     runner.greenlet.kill(block=True)
 
 
+def serve(env: Environment, runner: LabWorkerRunner, args) -> tuple[str, int | None]:
+    """One master's plan: ("signal", n), ("lost", None), ("more", None) or ("ended", None)."""
+    say(f"{worker_name(runner.client_id)} connected to the master at {args.master}; running its cells")
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if not received:
+            received.append(signum)
+            gevent.spawn(leave, env, runner)
+
+    handlers = [gevent.signal_handler(sig, on_signal, sig) for sig in (signal.SIGINT, signal.SIGTERM)]
+    runner.greenlet.join()
+    for handler in handlers:
+        handler.cancel()
+    runner.client.close()
+    if received:
+        return "signal", received[0]
+    heard = runner.last_heartbeat_timestamp
+    if heard is None or time.time() - heard >= LOST_MASTER_S:
+        return "lost", None
+    return ("more" if runner.side.more else "ended"), None
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
@@ -64,34 +89,32 @@ def main(argv: list[str]) -> int:
     runners.CONNECT_TIMEOUT = 1.0  # one try a second, for --connect-timeout tries
     runners.CONNECT_RETRY_COUNT = max(0, round(args.connect_timeout) - 1)  # it tries this many times + 1
     runners.MASTER_HEARTBEAT_TIMEOUT = LOST_MASTER_S
-    env = Environment(user_classes=[], events=events)
-    try:
-        runner = env.create_worker_runner(host, port)
-    except ConnectionError:
-        say(f"no lab master answered at {args.master} within {args.connect_timeout:.0f}s "
-            "(is `python -m workerlab run ... --workers N --master-bind HOST:PORT` running there?)")
-        return 1
-    WorkerSide(env, runner, args.target_host)
-    say(f"{worker_name(runner.client_id)} connected to the master at {args.master}; running its cells")
-    received: list[int] = []
-
-    def on_signal(signum: int) -> None:
-        if not received:
-            received.append(signum)
-            gevent.spawn(leave, env, runner)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        gevent.signal_handler(sig, on_signal, sig)
-    runner.greenlet.join()
-    if received:
-        say(f"stopped by {signal.Signals(received[0]).name}")
-        return 128 + received[0]
-    heard = runner.last_heartbeat_timestamp
-    if heard is None or time.time() - heard >= LOST_MASTER_S:
-        say(f"the master at {args.master} stopped answering (no heartbeat for {LOST_MASTER_S:.0f}s)")
-        return 1
-    say("the master ended the run")
-    return 0
+    served = 0
+    while True:
+        drop_runner_listeners()  # the last master's runner's listeners on locust's shared events
+        env = Environment(user_classes=[], events=events)
+        try:
+            runner = env.runner = LabWorkerRunner(env, host, port, args.target_host)
+        except ConnectionError:
+            if served:
+                say(f"no next master at {args.master} within {args.connect_timeout:.0f}s: done")
+                return 0
+            say(f"no lab master answered at {args.master} within {args.connect_timeout:.0f}s "
+                "(is `python -m workerlab run ... --workers N --master-bind HOST:PORT` running there?)")
+            return 1
+        served += 1
+        how, signum = serve(env, runner, args)
+        if how == "signal":
+            say(f"stopped by {signal.Signals(signum).name}")
+            return 128 + signum
+        if how == "lost":
+            say(f"the master at {args.master} stopped answering (no heartbeat for {LOST_MASTER_S:.0f}s)")
+            return 1
+        if how == "ended":
+            say("the master ended the run")
+            return 0
+        say("the master ended its plan; waiting for the next one")
+        time.sleep(NEXT_MASTER_PAUSE_S)
 
 
 if __name__ == "__main__":

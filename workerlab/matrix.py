@@ -48,9 +48,6 @@ class RunSettings:
     def as_dict(self) -> dict:
         return {**self.__dict__, "sidecars": list(self.sidecars)}
 
-    def load_from(self) -> dict:
-        """The plan's fields that say where the load comes from: the driver, or workers."""
-        return {"workers": self.workers, "master_bind": self.master_bind, "local_workers": self.local_workers}
 
 
 def new_run_dir(base: Path) -> Path:
@@ -145,7 +142,14 @@ class Matrix:
                           rate=rate, arrivals=self.settings.arrivals)
                  for s in self.step_strategies(step)]
         return Plan(host=stack.url, instances=stack.instance_urls, users=self.settings.users, out=str(step.folder),
-                    cells=cells, local_pids=self.settings.engine == "native", **self.settings.load_from())
+                    cells=cells, local_pids=self.settings.engine == "native", **self.load_from(step))
+
+    def load_from(self, step: Step) -> dict:
+        """The plan's fields that say where the load comes from: the driver, or workers (who wait for the next
+        scenario's driver, their next master, unless this is the last)."""
+        s = self.settings
+        return {"workers": s.workers, "master_bind": s.master_bind, "local_workers": s.local_workers,
+                "more_plans": step.scenario.name != list(self.scenarios)[-1]}
 
     def on_event(self, step: Step, stack, driver: DriverSession, event: dict) -> None:
         cell = driver.plan.cell(event["cell"])

@@ -93,7 +93,7 @@ class UserAppMatrix(Matrix):
                  for row in self.strategies.values()]
         return Plan(host=stack.url, instances=stack.instance_urls, users=self.settings.users, out=str(step.folder),
                     cells=cells, local_pids=False, served_by_header=self.declaration.served_by_header,
-                    **self.settings.load_from())
+                    **self.load_from(step))
 
     def expectation(self, strategy: Row, scenario: Scenario) -> Expectation:
         label = strategy.endpoint.expect.get(scenario.name)
