@@ -193,3 +193,43 @@ def test_a_worker_killed_mid_cell_leaves_unanswered_entries_never_a_silent_gap(t
     assert unreported and all(e["unanswered"] and "before it reported" in e["error"] for e in unreported)
     load = [e for e in history if e["phase"] == "load"]
     assert len(load) == 300  # the budget, every request accounted for: recorded, or unanswered for want of a report
+
+
+def test_a_worker_stopped_mid_cell_reports_what_it_sent_and_leaves(tmp_path):
+    """SIGTERM to `workerlab worker` mid-cell: it stops its users, sends every entry they recorded, tells the master
+    it leaves and exits 143; the cell's history holds its entries whole (nothing to make up as unanswered)."""
+    from workerlab.procs import free_port
+
+    bind = f"127.0.0.1:{free_port()}"
+    lab = subprocess.Popen([sys.executable, "-m", "workerlab", "run", "-s", "gthread-2x8", "-t", "redis-incr",
+                            "-n", "300", "--rate", "50", "--quick", "--workers", "2", "--master-bind", bind,
+                            "--output", str(tmp_path), "--quiet"], cwd=ROOT, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           env={**os.environ, "LAB_PHASES": "1"})
+    workers = [start([sys.executable, "-m", "workerlab", "worker", "--master", bind], tmp_path / f"w{i}.out")
+               for i in range(2)]
+    try:
+        for line in lab.stderr:
+            if line.startswith("phase: cell"):
+                break
+        time.sleep(2.0)
+        workers[0].send_signal(signal.SIGTERM)
+        assert workers[0].wait(timeout=60) == 143, (tmp_path / "w0.out").read_text()
+        lab.stderr.read()
+        lab.wait(timeout=200)
+        assert workers[1].wait(timeout=30) == 0
+    finally:
+        for proc in (lab, *workers):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    said = (tmp_path / "w0.out").read_text()
+    assert "stopped by SIGTERM" in said, said
+    run_dir = next(tmp_path.glob("*/results.json")).parent
+    cell = json.loads((run_dir / "results.json").read_text())["cells"][0]
+    history = read_history(run_dir / "gthread-2x8" / "history" / "redis-incr.jsonl")
+    per_worker = collections.Counter(e.get("worker") for e in history if e["phase"] == "load")
+    assert len(per_worker) == 2 and not any(e["client"].endswith("-unreported") for e in history), per_worker
+    assert not any("incomplete" in n for n in cell["notes"]), cell["notes"]
+    assert sum(per_worker.values()) < 300  # the leaver's share was cut short, and nothing was made up
