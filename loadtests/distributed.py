@@ -263,14 +263,15 @@ class WorkerSide:
     def __init__(self, env, runner, target_host: str | None = None):
         self.env, self.runner, self.target_host = env, runner, target_host
         self.cell: CellPlan | None = None
-        self.more = False  # the master said another master follows (lab_end)
+        self.next_master: bool | None = None  # lab_end: None - not said; False - the run is over; True - one follows
         self.finishing = False
         self.reported = True
         self._clock_reply: AsyncResult | None = None
+        Cell.client_prefix = f"{worker_name(runner.client_id)}-"
         runner.register_message(CELL, self._cell, concurrent=True)  # it waits for clock replies
         runner.register_message(GO, self._go)
         runner.register_message(FINISH, self._finish)
-        runner.register_message(END, lambda msg, **_: setattr(self, "more", bool(msg.data["more"])))
+        runner.register_message(END, lambda msg, **_: setattr(self, "next_master", bool(msg.data["more"])))
         runner.register_message(CLOCK, lambda msg, **_: self._clock_reply and self._clock_reply.set(msg.data))
         events.test_start.add_listener(self._retarget)
         events.test_stop.add_listener(self._stopped)

@@ -361,6 +361,10 @@ def _on_init_distributed(environment, **_kwargs):
 
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
+        module = _lab_module()
+        if module is not None:
+            module.Cell.client_prefix = f"{worker_name(runner.client_id)}-"
+
         def _on_cell(environment, msg, **_kw):
             module = _lab_module()
             if module is None:
@@ -416,7 +420,8 @@ def _collect_entries(client_id, data, **_kwargs):
         entry = dict(entry)
         entry["invoke"] += shift
         entry["complete"] += shift
-        entry["client"] = f"{worker}-{entry['client']}"  # user ids are per worker
+        if not entry["client"].startswith(f"{worker}-"):  # a user's id names its worker (Cell.client_prefix)
+            entry["client"] = f"{worker}-{entry['client']}"
         entry["worker"] = worker
         entry["req"] = next(module.RECORDER.req_ids)
         module.add_entry(entry)

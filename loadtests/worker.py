@@ -3,7 +3,8 @@
     python -m loadtests.worker --master HOST:PORT [--target-host HOST] [--connect-timeout SECONDS]
 
 (`python -m workerlab worker` starts this.) It runs whatever cell the master sends, records every request and
-reports the entries to the master. Exit status: 0 when the master ended the run, 1 when no master answered
+reports the entries to the master; after a plan whose master says another follows (the run's next scenario),
+it waits --connect-timeout for that one. Exit status: 0 when the master ended the run, 1 when no master answered
 within --connect-timeout or the master stopped answering (LOST_MASTER_S without a heartbeat), 2 for a bad
 address, 128 + the signal on SIGINT/SIGTERM - after it has stopped its users, sent what it recorded and told
 the master it is leaving.
@@ -72,10 +73,9 @@ def serve(env: Environment, runner: LabWorkerRunner, args) -> tuple[str, int | N
     runner.client.close()
     if received:
         return "signal", received[0]
-    heard = runner.last_heartbeat_timestamp
-    if heard is None or time.time() - heard >= LOST_MASTER_S:
-        return "lost", None
-    return ("more" if runner.side.more else "ended"), None
+    if runner.side.next_master is not None:  # the master said its plan is over (even before its first heartbeat)
+        return ("more" if runner.side.next_master else "ended"), None
+    return "lost", None  # locust's worker ends by itself only when its master's heartbeats stop
 
 
 def main(argv: list[str]) -> int:
@@ -108,7 +108,8 @@ def main(argv: list[str]) -> int:
             say(f"stopped by {signal.Signals(signum).name}")
             return 128 + signum
         if how == "lost":
-            say(f"the master at {args.master} stopped answering (no heartbeat for {LOST_MASTER_S:.0f}s)")
+            say(f"the master at {args.master} stopped answering (no heartbeat for {LOST_MASTER_S:.0f}s) or quit "
+                "before the end of its run")
             return 1
         if how == "ended":
             say("the master ended the run")

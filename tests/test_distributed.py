@@ -96,9 +96,9 @@ def test_two_workers_entries_arrive_and_one_history_is_judged(machines, tmp_path
     both. The second worker measures its clock as a worker on another machine does (it must find ~0)."""
     master, workers = machines["master"], machines["workers"]
     lab = start(in_ns(master, sys.executable, "-m", "workerlab", "run", "-s", "sync-x4,gthread-2x8",
-                      "-t", "redis-incr,naive-global", "-n", str(REQUESTS), "-u", str(USERS), "--workers", "2",
-                      "--master-bind", f"{MASTER_IP}:{MASTER_PORT}", "--output", str(tmp_path), "--quiet"),
-                tmp_path / "lab.out")
+                      "-t", "redis-incr,naive-global,server-session-redis", "-n", str(REQUESTS), "-u", str(USERS),
+                      "--workers", "2", "--master-bind", f"{MASTER_IP}:{MASTER_PORT}", "--output", str(tmp_path),
+                      "--quiet"), tmp_path / "lab.out")
     env = [os.environ, {**os.environ, "LAB_WORKER_CLOCK": "measure"}]
     procs = [subprocess.Popen(in_ns(ns, sys.executable, "-m", "workerlab", "worker", "--master",
                                     f"{MASTER_IP}:{MASTER_PORT}", "--target-host", MASTER_IP, "--connect-timeout",
@@ -115,13 +115,15 @@ def test_two_workers_entries_arrive_and_one_history_is_judged(machines, tmp_path
         assert said.count("connected to the master") >= 2 and "the master ended the run" in said, said
     offsets = [float(line.split("master ")[1].split(" ms")[0])
                for line in (tmp_path / f"{workers[1]}.out").read_text().splitlines() if "clock offset" in line]
-    assert len(offsets) == 4 and all(abs(o) < 5 for o in offsets), offsets  # one per cell, the same clock
+    assert len(offsets) == 6 and all(abs(o) < 5 for o in offsets), offsets  # one per cell, the same clock
 
     run_dir = next(tmp_path.glob("*/results.json")).parent
     cells = {(c["scenario"], c["strategy"]): c for c in json.loads((run_dir / "results.json").read_text())["cells"]}
     assert {k: c["observed"]["verdict"] for k, c in cells.items()} == {
         ("sync-x4", "redis-incr"): ["correct"], ("sync-x4", "naive-global"): ["diverges"],
-        ("gthread-2x8", "redis-incr"): ["correct"], ("gthread-2x8", "naive-global"): ["diverges", "lost-updates"]}
+        ("gthread-2x8", "redis-incr"): ["correct"], ("gthread-2x8", "naive-global"): ["diverges", "lost-updates"],
+        # a user is its id: two workers' users must not share one (each worker's u0 would be one user: leaks)
+        ("sync-x4", "server-session-redis"): ["correct"], ("gthread-2x8", "server-session-redis"): ["correct"]}
     for (scenario, strategy), cell in cells.items():
         history = read_history(run_dir / scenario / "history" / f"{strategy}.jsonl")
         load = [e for e in history if e["phase"] == "load"]
@@ -131,6 +133,7 @@ def test_two_workers_entries_arrive_and_one_history_is_judged(machines, tmp_path
         assert len(per_worker) == 2 and None not in per_worker, per_worker
         assert sum(per_worker.values()) == REQUESTS and all(n >= USERS // 2 for n in per_worker.values()), per_worker
         assert all(e["status"] == 200 and isinstance(e.get("pid"), int) for e in load)
+        assert all(e["client"].startswith(f"{e['worker']}-u") for e in load)
         assert len({e["req"] for e in history}) == len(history)  # one numbering for the whole history
         assert cell["counts"]["sent"] == cell["counts"]["answered"] == REQUESTS
         assert len([n for n in cell["notes"] if n.startswith("worker ")]) == 2, cell["notes"]
