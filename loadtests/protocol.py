@@ -37,6 +37,8 @@ USER_CLASS_NAMES = {
 # Checks whose state is read at rest after the load (a counter's final value).
 READ_AT_REST = ("counter", "same-user")
 
+DEFAULT_MASTER_BIND = "127.0.0.1:5557"  # where a run's driver listens for its locust workers (locust's own port)
+
 # After a cell that hit its time limit, requests the server accepted may still be running.
 DRAIN_AFTER_TIMEOUT_S = 3.0
 
@@ -84,7 +86,7 @@ class Plan:
     # Load from locust workers (loadtests/distributed.py): 0 - the driver's own users; N - the driver is a locust
     # master at master_bind, waits up to workers_wait_s for N workers and judges their entries as one history.
     workers: int = 0
-    master_bind: str = "127.0.0.1:5557"
+    master_bind: str = DEFAULT_MASTER_BIND
     local_workers: bool = False  # the runner starts the N workers on this machine (workerlab/driver.py)
     workers_wait_s: float = 60.0
     more_plans: bool = False  # the run has another plan after this one: workers wait for its master

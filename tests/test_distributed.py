@@ -236,3 +236,23 @@ def test_a_worker_stopped_mid_cell_reports_what_it_sent_and_leaves(tmp_path):
     assert len(per_worker) == 2 and not any(e["client"].endswith("-unreported") for e in history), per_worker
     assert not any("incomplete" in n for n in cell["notes"]), cell["notes"]
     assert sum(per_worker.values()) < 300  # the leaver's share was cut short, and nothing was made up
+
+
+def test_a_cells_budget_is_shared_in_proportion_to_each_workers_users():
+    from loadtests.protocol import shares
+
+    assert shares(2000, [25, 25]) == [1000, 1000]
+    assert shares(300, [11, 9]) == [165, 135]
+    assert shares(10, [1, 1, 1]) == [4, 3, 3] and sum(shares(1001, [7, 5, 3])) == 1001
+    assert shares(400, [20, 0]) == [400, 0]  # a worker locust gave no users sends nothing
+    assert shares(400, [0, 0]) == [0, 0]
+
+
+def test_addresses_are_host_and_port():
+    from loadtests.protocol import BadAddress, parse_address
+
+    assert parse_address("10.77.0.1:5557") == ("10.77.0.1", 5557)
+    assert parse_address("[::1]:5557") == ("::1", 5557)
+    for bad in ("10.77.0.1", ":5557", "host:0", "host:65536", "host:port"):
+        with pytest.raises(BadAddress):
+            parse_address(bad)

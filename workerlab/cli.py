@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtests.arrivals import ARRIVALS
+from loadtests.protocol import DEFAULT_MASTER_BIND
 
 from . import interrupt
 from .bench import bench
@@ -146,7 +147,7 @@ def serve(scenario, direct, race_window):
               help="Send the load from N locust workers (`python -m workerlab worker`, on this machine or others); "
                    "the driver is their master and judges one history per cell.")
 @click.option("--master-bind", default=None, metavar="HOST:PORT",
-              help="With --workers: where the master listens for them [default 127.0.0.1:5557].")
+              help=f"With --workers: where the master listens for them [default {DEFAULT_MASTER_BIND}].")
 @click.option("--local-workers", is_flag=True, help="With --workers: the lab starts the N workers on this machine.")
 def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals, direct, output, engine, without,
         mode, app, target, i_own_this_target, workers, master_bind, local_workers):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from loadtests.checkers import check
 from loadtests.history import exited_entries, read_history, write_history
-from loadtests.protocol import READ_AT_REST, CellPlan, Plan
+from loadtests.protocol import DEFAULT_MASTER_BIND, READ_AT_REST, CellPlan, Plan
 
 from . import interrupt
 from .compose_stack import ComposeStack
@@ -42,12 +42,11 @@ class RunSettings:
     rate: float | None = None  # fixed-rate load: scheduled starts a second per cell (loadtests/arrivals.py)
     arrivals: str = "constant"  # with rate: constant | poisson
     workers: int = 0  # > 0: the load comes from this many locust workers (loadtests/distributed.py)
-    master_bind: str = "127.0.0.1:5557"  # with workers: where the driver, their master, listens
+    master_bind: str = DEFAULT_MASTER_BIND  # with workers: where the driver, their master, listens
     local_workers: bool = False  # with workers: the lab starts them on this machine
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "sidecars": list(self.sidecars)}
-
 
 
 def new_run_dir(base: Path) -> Path:

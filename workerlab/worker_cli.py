@@ -1,7 +1,7 @@
 """Load beyond one machine: `python -m workerlab worker --master HOST:PORT`, and what `run --workers N` means.
 
 A run with `--workers N` makes its driver a locust master (loadtests/distributed.py): it listens at
-`--master-bind` (127.0.0.1:5557 unless named: beyond loopback only when the user names an address), waits for N
+`--master-bind` (on loopback unless the user names another address: protocol.DEFAULT_MASTER_BIND), waits for N
 workers, runs every cell across them and judges one history per cell. `--local-workers` has the lab start the N
 workers on this machine itself; otherwise each is `python -m workerlab worker --master HOST:PORT`, anywhere that
 reaches the master.
@@ -14,13 +14,12 @@ import sys
 
 import click
 
-from loadtests.protocol import BadAddress, parse_address
+from loadtests.protocol import DEFAULT_MASTER_BIND, BadAddress, parse_address
 
 from . import interrupt, procs
 from .paths import ROOT
 from .procs import free_port
 
-DEFAULT_MASTER_PORT = 5557  # locust's own
 WORKER_STOP_GRACE_S = 15.0  # a stopped worker sends what it recorded and tells its master it leaves
 
 
@@ -39,7 +38,7 @@ def load_from(workers: int | None, master_bind: str | None, local_workers: bool)
             raise click.UsageError("--master-bind and --local-workers need --workers N")
         return {}
     if master_bind is None:  # loopback; a port of its own when the lab starts the workers itself
-        master_bind = f"127.0.0.1:{free_port() if local_workers else DEFAULT_MASTER_PORT}"
+        master_bind = f"127.0.0.1:{free_port()}" if local_workers else DEFAULT_MASTER_BIND
     return {"workers": workers, "master_bind": _address(master_bind, "--master-bind"), "local_workers": local_workers}
 
 
