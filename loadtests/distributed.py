@@ -23,8 +23,11 @@ no entry of become unanswered entries, and the cell's stats say which worker was
 
 Clocks: a worker on the master's machine (the same boot id: containers and network namespaces share the
 kernel's CLOCK_MONOTONIC) uses the master's clock as is; on another machine it measures the offset with a
-few round trips (the shortest one's midpoint: off by at most half that round trip). LAB_WORKER_CLOCK=measure
-makes a worker measure it on the master's machine too (a test of that path: the offset found must be ~0).
+few round trips (the shortest one's midpoint: off by at most half that round trip) at each cell, and its
+entries' times are widened by that bound plus CLOCK_DRIFT over the cell (`clock_error`): "A completed before B
+began", which the real-time rules read, then holds only where it surely did - an uncertain clock can hide an
+anomaly, never make one up. LAB_WORKER_CLOCK=measure makes a worker measure its clock on the master's machine
+too (a test of that path: the offset found must be ~0).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ WORKERS_BACK_S = 30.0  # between cells: how long workers may take to report read
 SETUP_S = 30.0  # a worker's answer to lab_cell (its clock set) and to the spawn
 ENTRIES_WAIT_S = 20.0  # after the stop: a worker's last report with the rest of its entries
 CLOCK_SAMPLES = 7
+CLOCK_DRIFT = 50e-6  # how far two machines' monotonic clocks may drift apart, per second (NTP keeps them < 10e-6)
 OPS = {"same-user": "incr", "session": "incr", "counter": "incr", "unique": "incr", "isolation": "echo",
        "nonce": "echo", "path": "get"}  # what an unreported request of each check was (checkers read op)
 
@@ -276,9 +280,9 @@ class WorkerSide:
         events.test_start.add_listener(self._retarget)
         events.test_stop.add_listener(self._stopped)
 
-    def clock_offset(self) -> float:
-        """The master's CLOCK_MONOTONIC minus this machine's: 0 on the same machine, else the offset at the
-        shortest of a few round trips."""
+    def clock_offset(self) -> tuple[float, float]:
+        """The master's CLOCK_MONOTONIC minus this machine's, and how far off that may be: (0, 0) on the same
+        machine, else the offset at the shortest of a few round trips, and half that round trip."""
         best: tuple[float, float] | None = None
         for _ in range(CLOCK_SAMPLES):
             self._clock_reply = AsyncResult()
@@ -290,19 +294,23 @@ class WorkerSide:
                 continue
             t3 = time.monotonic()
             if reply["boot"] == BOOT and not MEASURE_CLOCK:
-                return 0.0
+                return 0.0, 0.0
             if best is None or t3 - t1 < best[0]:
                 best = (t3 - t1, reply["t2"] - (t1 + t3) / 2)
         if best is None:
             raise WorkersError("the master did not answer the clock's round trips")
         print(f"worker: clock offset to the master {best[1] * 1000:+.3f} ms (round trip {best[0] * 1000:.3f} ms)",
               file=sys.stderr, flush=True)
-        return best[1]
+        return best[1], best[0] / 2
 
     def _cell(self, msg, **_) -> None:
         data = msg.data
         cell = CellPlan(**data["cell"])
-        RECORDER.clock_offset = self.clock_offset()  # read by the web UI's report (loadtests/webui.py)
+        offset, error = self.clock_offset()
+        # Read as the entries go to the master (loadtests/webui.py): its clock, and how far off it may be by the
+        # end of the cell.
+        RECORDER.clock_offset = offset
+        RECORDER.clock_error = error and error + CLOCK_DRIFT * (cell.time_limit + ANSWER_IN_FLIGHT_S)
         configure_cell(cell, 0, 1, data["served_by_header"], budget=GatedBudget())
         Cell.shared_cookie, Cell.baseline = data["shared_cookie"], data["baseline"]
         self.env.user_classes = [user_class_for(cell)]

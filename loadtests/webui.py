@@ -394,7 +394,8 @@ def _forward_entries(client_id, data, **_kwargs):
     new = recorder.entries[recorder._forwarded:]
     recorder._forwarded = len(recorder.entries)
     if new:  # t0 on the master's clock: a worker on another machine knows the offset (loadtests/distributed.py)
-        data["lab_entries"] = {"t0": recorder.t0 + getattr(recorder, "clock_offset", 0.0), "entries": new}
+        data["lab_entries"] = {"t0": recorder.t0 + getattr(recorder, "clock_offset", 0.0), "entries": new,
+                               "clock_error": getattr(recorder, "clock_error", 0.0)}
 
 
 def _await_last_worker_reports(environment) -> None:
@@ -415,11 +416,14 @@ def _collect_entries(client_id, data, **_kwargs):
     if not payload or module is None:
         return
     shift = payload["t0"] - module.RECORDER.t0
+    error = payload.get("clock_error", 0.0)  # a worker on another machine: each time is known to +-error
     worker = worker_name(client_id)
     for entry in payload["entries"]:
         entry = dict(entry)
-        entry["invoke"] += shift
-        entry["complete"] += shift
+        entry["invoke"] += shift - error  # widened: what ran before what holds whatever the clocks' error
+        entry["complete"] += shift + error
+        if error:
+            entry["clock_error"] = error
         if not entry["client"].startswith(f"{worker}-"):  # a user's id names its worker (Cell.client_prefix)
             entry["client"] = f"{worker}-{entry['client']}"
         entry["worker"] = worker

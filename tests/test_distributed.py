@@ -116,6 +116,8 @@ def test_two_workers_entries_arrive_and_one_history_is_judged(machines, tmp_path
     offsets = [float(line.split("master ")[1].split(" ms")[0])
                for line in (tmp_path / f"{workers[1]}.out").read_text().splitlines() if "clock offset" in line]
     assert len(offsets) == 6 and all(abs(o) < 5 for o in offsets), offsets  # one per cell, the same clock
+    measuring = {line.split()[1] for line in (tmp_path / f"{workers[1]}.out").read_text().splitlines()
+                 if "connected to the master" in line}
 
     run_dir = next(tmp_path.glob("*/results.json")).parent
     cells = {(c["scenario"], c["strategy"]): c for c in json.loads((run_dir / "results.json").read_text())["cells"]}
@@ -134,6 +136,8 @@ def test_two_workers_entries_arrive_and_one_history_is_judged(machines, tmp_path
         assert sum(per_worker.values()) == REQUESTS and all(n >= USERS // 2 for n in per_worker.values()), per_worker
         assert all(e["status"] == 200 and isinstance(e.get("pid"), int) for e in load)
         assert all(e["client"].startswith(f"{e['worker']}-u") for e in load)
+        # The measured clock's entries are widened by its error bound; the shared clock's are exact.
+        assert all((e.get("clock_error", 0) > 0) == (e["worker"] in measuring) for e in load)
         assert len({e["req"] for e in history}) == len(history)  # one numbering for the whole history
         assert cell["counts"]["sent"] == cell["counts"]["answered"] == REQUESTS
         assert len([n for n in cell["notes"] if n.startswith("worker ")]) == 2, cell["notes"]
