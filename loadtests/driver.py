@@ -161,28 +161,39 @@ def read_baseline(plan: Plan) -> int:
     return entry["value"]
 
 
-def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
-    users = cell.users or plan.users
+def configure_cell(cell: CellPlan, requests: int, users: int, served_by_header: str | None, budget=None) -> None:
+    """What the users of a cell send (the locustfile's `Cell`), and an empty history: in the driver, and in
+    each locust worker for its share of the cell (loadtests/distributed.py)."""
     Cell.strategy = cell.strategy
     Cell.key = cell.key
-    Cell.budget = Budget(cell.requests)
-    Cell.per_user = max(1, cell.requests // users)
+    Cell.budget = budget or Budget(requests)
+    Cell.per_user = max(1, requests // max(1, users))
     Cell.shared_cookie = None
     Cell.path = cell.path or Cell.path  # bench: the "path" cell kind
     Cell.request, Cell.read, Cell.baseline = cell.request, cell.read, 0
-    Cell.served_by_header = plan.served_by_header
+    Cell.served_by_header = served_by_header
+    Cell.schedule = None
     RECORDER.reset()
-    if cell.read:
-        Cell.baseline = read_baseline(plan)
+    RECORDER.enabled = cell.record  # bench: False measures the cost of recording
+
+
+class Load:
+    """How a cell's load phase went: its wall time, when it ended (history time), whether the time limit
+    cut it, and locust's own latency figures."""
+
+    def __init__(self, wall: float, end: float, timed_out: bool, p50=None, p99=None, workers=None):
+        self.wall, self.end, self.timed_out, self.p50, self.p99 = wall, end, timed_out, p50, p99
+        self.workers = workers  # distributed: per worker, its users, share and entries
+
+
+def local_load(cell: CellPlan, plan: Plan, users: int) -> Load:
+    """The cell's users in this process, until the budget is spent or the time limit."""
     Cell.schedule = (Schedule(cell.rate, cell.requests, start=RECORDER.now() + SCHEDULE_LEAD_S,
                               arrivals=cell.arrivals) if cell.rate else None)
-    recording = RECORDER.enabled = cell.record  # bench: False measures the cost of recording
     drop_runner_listeners()
     env = Environment(user_classes=[user_class_for(cell)], events=events, host=plan.host)
     SetupUser.host = plan.host
     runner = env.create_local_runner()
-    me = psutil.Process()
-    cpu0, wait0 = me.cpu_times(), runqueue_seconds()
     if cell.check == "same-user":
         prepare_same_user(env, cell)
     emit("load-start", cell=cell.id, t0=RECORDER.t0)
@@ -206,10 +217,24 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
         answer_by = time.monotonic() + ANSWER_IN_FLIGHT_S
         while RECORDER.load_count < Cell.budget.issued and time.monotonic() < answer_by:
             gevent.sleep(0.02)
-    cpu1, wait1 = me.cpu_times(), runqueue_seconds()
     total = env.stats.total  # locust's own figures: the only latencies when nothing is recorded
-    locust_p50, locust_p99 = total.get_response_time_percentile(0.5), total.get_response_time_percentile(0.99)
+    load = Load(load_wall, load_end, timed_out, total.get_response_time_percentile(0.5),
+                total.get_response_time_percentile(0.99))
     runner.quit()  # a request still in flight is recorded as unanswered (locustfile.LabUser.send)
+    return load
+
+
+def run_cell(cell: CellPlan, plan: Plan, out: Path, master=None) -> dict:
+    users = cell.users or plan.users
+    configure_cell(cell, cell.requests, users, plan.served_by_header)
+    recording = RECORDER.enabled
+    if cell.read:
+        Cell.baseline = read_baseline(plan)
+    me = psutil.Process()
+    cpu0, wait0 = me.cpu_times(), runqueue_seconds()
+    load = local_load(cell, plan, users) if master is None else master.load(cell, plan, users)
+    load_wall, load_end, timed_out = load.wall, load.end, load.timed_out
+    cpu1, wait1 = me.cpu_times(), runqueue_seconds()
     emit("cell-loaded", cell=cell.id, t=load_end)  # the load window is over (the runner's CPU figures end here)
     after0 = time.monotonic()
     if plan.hold_after_load:
@@ -228,19 +253,20 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
     entries = RECORDER.entries
     if recording:
         write_history(out / "history" / f"{cell.file}.jsonl", entries)
-    load = [e for e in entries if e.get("phase") == "load"]
+    sent = [e for e in entries if e.get("phase") == "load"]
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    here = load_wall and master is None  # distributed, the generators are the workers: this process only waits
     return {
         "t0": RECORDER.t0,
         "attempted": Cell.budget.issued,
-        "sent": len(load) if recording else RECORDER.load_count,
-        "answered": sum(1 for e in load if e.get("status")),
+        "sent": len(sent) if recording else RECORDER.load_count,
+        "answered": sum(1 for e in sent if e.get("status")),
         "unanswered": RECORDER.unanswered,
         "recorded": len(entries),
         "load_seconds": round(load_wall, 4),
-        "generator_cpu_seconds": round(cpu, 4),
-        "generator_cpu_share": round(cpu / load_wall, 4) if load_wall else None,
-        "generator_wait_share": round((wait1 - wait0) / load_wall, 4) if load_wall else None,
+        "generator_cpu_seconds": round(cpu, 4) if master is None else None,
+        "generator_cpu_share": round(cpu / load_wall, 4) if here else None,
+        "generator_wait_share": round((wait1 - wait0) / load_wall, 4) if here else None,
         "timed_out": timed_out,
         "users": users,
         "per_user_rps": cell.per_user_rps,
@@ -252,26 +278,44 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path) -> dict:
         "record": recording,
         "load_ok": RECORDER.load_ok,
         "rps": round(RECORDER.load_ok / load_wall, 1) if load_wall else None,
-        "locust_p50_ms": locust_p50,
-        "locust_p99_ms": locust_p99,
+        "locust_p50_ms": load.p50,
+        "locust_p99_ms": load.p99,
         "final_reads_and_write_seconds": round(time.monotonic() - after0, 4),
+        **({"workers": load.workers} if load.workers is not None else {}),
     }
 
 
 def run_plan(plan: Plan, out: Path) -> int:
     """Every cell of the plan, one after another, each reported as event lines."""
-    for cell in plan.cells:
-        if plan.step:
-            emit("cell-wait", cell=cell.id)
-            if sys.stdin.readline() != GO:
-                break  # the caller went away
-        emit("cell-start", cell=cell.id)
+    master = None
+    if plan.workers:  # the load comes from locust workers; this process is their master
+        from .distributed import Master, WorkersError
+
         try:
-            stats = run_cell(cell, plan, out)
-        except Exception as exc:  # one broken cell must not end the run
-            emit("cell-error", cell=cell.id, error=f"{type(exc).__name__}: {exc}")
-            continue
-        emit("cell-done", cell=cell.id, stats=stats)
+            master = Master(plan)
+            master.await_workers(plan.workers_wait_s)
+        except WorkersError as exc:
+            for cell in plan.cells:
+                emit("cell-error", cell=cell.id, error=str(exc))
+            if master is not None:
+                master.quit()
+            return 1
+    try:
+        for cell in plan.cells:
+            if plan.step:
+                emit("cell-wait", cell=cell.id)
+                if sys.stdin.readline() != GO:
+                    break  # the caller went away
+            emit("cell-start", cell=cell.id)
+            try:
+                stats = run_cell(cell, plan, out, master)
+            except Exception as exc:  # one broken cell must not end the run
+                emit("cell-error", cell=cell.id, error=f"{type(exc).__name__}: {exc}")
+                continue
+            emit("cell-done", cell=cell.id, stats=stats)
+    finally:
+        if master is not None:
+            master.quit()  # the workers are told the run is over, and exit
     return 0
 
 

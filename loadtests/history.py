@@ -15,6 +15,9 @@ Fields (JSON lines, one object per request, in ``history/<cell>.jsonl``):
   native id - under patched gevent, threading.get_ident() would name the greenlet)
 - ``error``: the error text for a failed request
 - ``unanswered``: true for a request still in flight when its cell ended (sent, never answered; status 0)
+- ``worker``: the locust worker that sent it, when the load came from workers (loadtests/distributed.py);
+  ``clock_error``: a worker on another machine: how far its clock may be off the master's - ``invoke`` and
+  ``complete`` are widened by it
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 FIELDS = (
     "client", "req", "op", "phase", "invoke", "complete", "status", "value", "sent", "owner",
-    "pid", "tid", "greenlet", "instance", "worker_class", "error", "unanswered",
+    "pid", "tid", "greenlet", "instance", "worker_class", "error", "unanswered", "worker", "clock_error",
 )
 
 

@@ -122,6 +122,9 @@ class Cell:
     per_user = int(os.environ.get("LAB_PER_USER", "20"))
     shared_cookie: str | None = None
     clients = itertools.count()
+    # A locust worker's name and "-" (set where workers run: loadtests/distributed.py, webui.py): a user id is what
+    # the server keys a user's state by, so it must be unique across workers - two workers' u0 would be one user.
+    client_prefix = ""
     path = os.environ.get("LAB_PATH", "/hello")  # what PathUser requests (the bench's plain-throughput cell)
     schedule: Schedule | None = None  # fixed-rate load: each request waits for its scheduled start
     # A user's declared endpoint (loadtests/declared.py): the request, where its value is, the read at rest.
@@ -236,7 +239,7 @@ class LabUser(FastHttpUser):
     connection_timeout = 5.0
 
     def on_start(self):
-        self.client_id = f"u{next(Cell.clients)}"
+        self.client_id = f"{Cell.client_prefix}u{next(Cell.clients)}"
 
     def send(self, op: str, path: str, sent: str | None = None, headers: dict | None = None, phase: str = "load",
              method: str = "GET", body: bytes | None = None):

@@ -37,6 +37,8 @@ USER_CLASS_NAMES = {
 # Checks whose state is read at rest after the load (a counter's final value).
 READ_AT_REST = ("counter", "same-user")
 
+DEFAULT_MASTER_BIND = "127.0.0.1:5557"  # where a run's driver listens for its locust workers (locust's own port)
+
 # After a cell that hit its time limit, requests the server accepted may still be running.
 DRAIN_AFTER_TIMEOUT_S = 3.0
 
@@ -81,6 +83,13 @@ class Plan:
     nice: int = 0  # run the driver at this nice value (bench --nice; negative needs root)
     local_pids: bool = True  # the app's pids are this host's (native): an unread process can be seen to have exited
     served_by_header: str | None = None  # a declared app: the answer header that names who served it, if any
+    # Load from locust workers (loadtests/distributed.py): 0 - the driver's own users; N - the driver is a locust
+    # master at master_bind, waits up to workers_wait_s for N workers and judges their entries as one history.
+    workers: int = 0
+    master_bind: str = DEFAULT_MASTER_BIND
+    local_workers: bool = False  # the runner starts the N workers on this machine (workerlab/driver.py)
+    workers_wait_s: float = 60.0
+    more_plans: bool = False  # the run has another plan after this one: workers wait for its master
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -104,6 +113,33 @@ class Plan:
     @classmethod
     def read(cls, path: Path) -> Plan:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+class BadAddress(ValueError):
+    """A HOST:PORT that is not one."""
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (an IPv6 host in brackets: `[::1]:5557`) as (host, port)."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadAddress(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:5557)")
+    return host, int(port)
+
+
+def shares(total: int, weights: list[int]) -> list[int]:
+    """`total` split in proportion to `weights` (largest remainders first): a cell's budget over its workers,
+    by the users locust gave each. Sums to `total` whenever any weight is above 0."""
+    whole = sum(weights)
+    if whole <= 0:
+        return [0] * len(weights)
+    exact = [total * w / whole for w in weights]
+    parts = [int(x) for x in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: exact[i] - parts[i], reverse=True)
+    for i in by_remainder[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
 
 
 def event_line(event: str, **fields_) -> str:

@@ -361,6 +361,10 @@ def _on_init_distributed(environment, **_kwargs):
 
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
+        module = _lab_module()
+        if module is not None:
+            module.Cell.client_prefix = f"{worker_name(runner.client_id)}-"
+
         def _on_cell(environment, msg, **_kw):
             module = _lab_module()
             if module is None:
@@ -389,8 +393,9 @@ def _forward_entries(client_id, data, **_kwargs):
         recorder._forwarded_from, recorder._forwarded = recorder.entries, 0
     new = recorder.entries[recorder._forwarded:]
     recorder._forwarded = len(recorder.entries)
-    if new:
-        data["lab_entries"] = {"t0": recorder.t0, "entries": new}
+    if new:  # t0 on the master's clock: a worker on another machine knows the offset (loadtests/distributed.py)
+        data["lab_entries"] = {"t0": recorder.t0 + getattr(recorder, "clock_offset", 0.0), "entries": new,
+                               "clock_error": getattr(recorder, "clock_error", 0.0)}
 
 
 def _await_last_worker_reports(environment) -> None:
@@ -411,11 +416,21 @@ def _collect_entries(client_id, data, **_kwargs):
     if not payload or module is None:
         return
     shift = payload["t0"] - module.RECORDER.t0
-    worker = str(client_id)[-6:]
+    error = payload.get("clock_error", 0.0)  # a worker on another machine: each time is known to +-error
+    worker = worker_name(client_id)
     for entry in payload["entries"]:
         entry = dict(entry)
-        entry["invoke"] += shift
-        entry["complete"] += shift
-        entry["client"] = f"{worker}-{entry['client']}"  # user ids are per worker
+        entry["invoke"] += shift - error  # widened: what ran before what holds whatever the clocks' error
+        entry["complete"] += shift + error
+        if error:
+            entry["clock_error"] = error
+        if not entry["client"].startswith(f"{worker}-"):  # a user's id names its worker (Cell.client_prefix)
+            entry["client"] = f"{worker}-{entry['client']}"
+        entry["worker"] = worker
         entry["req"] = next(module.RECORDER.req_ids)
         module.add_entry(entry)
+
+
+def worker_name(client_id) -> str:
+    """A worker as the history names it (its entries' `worker`, their clients' prefix): its id's last 6 characters."""
+    return str(client_id)[-6:]

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtests.arrivals import ARRIVALS
+from loadtests.protocol import DEFAULT_MASTER_BIND
 
 from . import interrupt
 from .bench import bench
@@ -36,6 +37,7 @@ from .stacks.native import SIDECARS, NativeStack, missing_binaries, missing_mess
 from .strategies import RACE_WINDOWS, STRATEGIES
 from .ui_cli import ui
 from .userapp.command import run_app
+from .worker_cli import load_from, waiting_line, worker
 
 console = Console()
 
@@ -143,10 +145,17 @@ def serve(scenario, direct, race_window):
 @click.option("--target", default=None, help="With --app: judge the endpoints of a deployment the lab did not "
                                              "start, at this base URL (loopback only, unless...).")
 @click.option("--i-own-this-target", is_flag=True, help="Allow a --target that is not on loopback (it gets load).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Send the load from N locust workers (`python -m workerlab worker`, on this machine or others); "
+                   "the driver is their master and judges one history per cell.")
+@click.option("--master-bind", default=None, metavar="HOST:PORT",
+              help=f"With --workers: where the master listens for them [default {DEFAULT_MASTER_BIND}].")
+@click.option("--local-workers", is_flag=True, help="With --workers: the lab starts the N workers on this machine.")
 def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals, direct, output, engine, without,
-        mode, app, target, i_own_this_target):
+        mode, app, target, i_own_this_target, workers, master_bind, local_workers):
     """Run the (scenario x strategy) matrix and judge every cell. Exit 1 if any cell differs from its expectation."""
     mode = mode or "rich"
+    distributed = load_from(workers, master_bind, local_workers)
     if (target or i_own_this_target) and app is None:
         raise click.UsageError("--target needs --app (the declaration says what to send)")
     if app is not None:
@@ -162,7 +171,8 @@ def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals,
             raise click.ClickException(f"missing {', '.join(missing)}: run 'make setup'")
         settings = RunSettings(requests=requests or (QUICK_REQUESTS if quick else 2000),
                                users=users or (QUICK_USERS if quick else 50), direct=direct, quick=quick,
-                               rate=rate, arrivals=arrivals)
+                               rate=rate, arrivals=arrivals, **distributed)
+        _say_waiting(settings, mode)
         run_app(app, scenarios, settings, output, mode, target, i_own_this_target, console)
         return
     scenarios, strategies = _select(_split(scenario), _split(strategy))
@@ -180,8 +190,9 @@ def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals,
         requests=requests or (QUICK_REQUESTS if quick else 2000),
         users=users or (QUICK_USERS if quick else 50),
         race_window=race_window, direct=direct, quick=quick, sidecars=sidecars, engine=engine, rate=rate,
-        arrivals=arrivals,
+        arrivals=arrivals, **distributed,
     )
+    _say_waiting(settings, mode)
     with interrupt.shielded():  # the run folder and its first results.json come together
         run_dir = new_run_dir(output)
         matrix = Matrix(scenarios, strategies, settings, run_dir, None)
@@ -217,12 +228,19 @@ def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals,
     sys.exit(0 if data["summary"]["mismatched"] == 0 else 1)
 
 
+def _say_waiting(settings: RunSettings, mode: str) -> None:
+    line = waiting_line(settings)
+    if line and mode != "json":
+        console.print(line, highlight=False, soft_wrap=True)
+
+
 main.add_command(bench)
 main.add_command(faults)
 main.add_command(mutants)
 main.add_command(report)
 main.add_command(ui)
 main.add_command(stability)
+main.add_command(worker)
 
 
 def _exit_code(code) -> int:

@@ -38,6 +38,7 @@ class DriverSession:
         self.started = 0.0
         self.queue: queue.Queue = queue.Queue()
         self.log_path = folder / "logs" / "driver.log"
+        self.workers: list[subprocess.Popen] = []  # plan.local_workers: the workers this session started
 
     def __enter__(self) -> DriverSession:
         self.start()
@@ -54,6 +55,17 @@ class DriverSession:
             self.proc = procs.spawn([sys.executable, "-m", "loadtests.driver", str(plan_path)], cwd=ROOT,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
         threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
+        if self.plan.local_workers:
+            self.workers = [self._start_worker(i) for i in range(self.plan.workers)]
+
+    def _start_worker(self, index: int) -> subprocess.Popen:
+        """One of the plan's locust workers, on this machine (`--local-workers`), until its master ends."""
+        argv = [sys.executable, "-m", "loadtests.worker", "--master", self.plan.master_bind,
+                "--connect-timeout", str(self.plan.workers_wait_s)]
+        with interrupt.shielded(), open(self.log_path.with_name(f"worker-{index}.log"), "ab") as log:
+            proc = procs.spawn(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               stop=lambda: procs.stop_session(proc, STOP_GRACE_S))
+        return proc
 
     def _read(self, stream) -> None:
         for line in stream:
@@ -120,3 +132,5 @@ class DriverSession:
                 except subprocess.TimeoutExpired:
                     pass
             procs.kill_session(self.proc)
+            for worker in self.workers:  # told to quit by the driver as it ended; stopped if it did not
+                procs.stop_session(worker, STOP_GRACE_S)

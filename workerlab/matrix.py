@@ -9,7 +9,7 @@ from pathlib import Path
 
 from loadtests.checkers import check
 from loadtests.history import exited_entries, read_history, write_history
-from loadtests.protocol import READ_AT_REST, CellPlan, Plan
+from loadtests.protocol import DEFAULT_MASTER_BIND, READ_AT_REST, CellPlan, Plan
 
 from . import interrupt
 from .cpu import ServerCpu, cost, server_cpus
@@ -41,6 +41,9 @@ class RunSettings:
     engine: str = "native"  # native | compose
     rate: float | None = None  # fixed-rate load: scheduled starts a second per cell (loadtests/arrivals.py)
     arrivals: str = "constant"  # with rate: constant | poisson
+    workers: int = 0  # > 0: the load comes from this many locust workers (loadtests/distributed.py)
+    master_bind: str = DEFAULT_MASTER_BIND  # with workers: where the driver, their master, listens
+    local_workers: bool = False  # with workers: the lab starts them on this machine
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "sidecars": list(self.sidecars)}
@@ -139,7 +142,14 @@ class Matrix:
                           rate=rate, arrivals=self.settings.arrivals)
                  for s in self.step_strategies(step)]
         return Plan(host=stack.url, instances=stack.instance_urls, users=self.settings.users, out=str(step.folder),
-                    cells=cells, local_pids=self.settings.engine == "native")
+                    cells=cells, local_pids=self.settings.engine == "native", **self.load_from(step))
+
+    def load_from(self, step: Step) -> dict:
+        """The plan's fields that say where the load comes from: the driver, or workers (who wait for the next
+        scenario's driver, their next master, unless this is the last)."""
+        s = self.settings
+        return {"workers": s.workers, "master_bind": s.master_bind, "local_workers": s.local_workers,
+                "more_plans": step.scenario.name != list(self.scenarios)[-1]}
 
     def on_event(self, step: Step, stack, driver: DriverSession, event: dict) -> None:
         cell = driver.plan.cell(event["cell"])
@@ -233,6 +243,9 @@ class Matrix:
             record["counts"].update({k: stats.get(k) for k in ("sent", "answered", "unanswered")})
             if stats.get("timed_out"):
                 record["notes"].append(f"cell hit its {self.time_limit:.0f}s time limit")
+            for name, part in (stats.get("workers") or {}).items():
+                record["notes"].append(f"worker {name}: {part['users']} users, {part['load_entries']} requests"
+                                       + ("" if part["complete"] else ", its entries incomplete (the rest unanswered)"))
             if stats.get("unanswered"):
                 record["notes"].append(f"{stats['unanswered']} requests were still in flight when the cell ended "
                                        "(recorded as errors)")

@@ -92,7 +92,8 @@ class UserAppMatrix(Matrix):
                           arrivals=self.settings.arrivals, request=row.endpoint.request(), read=row.endpoint.read)
                  for row in self.strategies.values()]
         return Plan(host=stack.url, instances=stack.instance_urls, users=self.settings.users, out=str(step.folder),
-                    cells=cells, local_pids=False, served_by_header=self.declaration.served_by_header)
+                    cells=cells, local_pids=False, served_by_header=self.declaration.served_by_header,
+                    **self.load_from(step))
 
     def expectation(self, strategy: Row, scenario: Scenario) -> Expectation:
         label = strategy.endpoint.expect.get(scenario.name)
