@@ -148,19 +148,18 @@ def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals,
     if (target or i_own_this_target) and app is None:
         raise click.UsageError("--target needs --app (the declaration says what to send)")
     if app is not None:
-        if engine == "compose":
-            raise click.UsageError("--app runs natively only in this version: --engine compose is not supported "
-                                   "for your own app (drop --engine compose)")
+        if engine != "native" and target:
+            raise click.UsageError("--target judges a deployment the lab did not start: drop --engine")
         if strategy or without:
             raise click.UsageError("--strategy and --without are for the lab's own app; --app's rows are its "
                                    "declared endpoints")
         scenarios, _ = _select(_split(scenario), [])
-        missing = missing_binaries()
+        missing = missing_binaries() if engine == "native" else []
         if missing and not target:
             raise click.ClickException(f"missing {', '.join(missing)}: run 'make setup'")
         settings = RunSettings(requests=requests or (QUICK_REQUESTS if quick else 2000),
                                users=users or (QUICK_USERS if quick else 50), direct=direct, quick=quick,
-                               rate=rate, arrivals=arrivals)
+                               rate=rate, arrivals=arrivals, engine=engine)
         run_app(app, scenarios, settings, output, mode, target, i_own_this_target, console)
         return
     scenarios, strategies = _select(_split(scenario), _split(strategy))
