@@ -130,8 +130,9 @@ def serve(scenario, direct, race_window):
 @click.option("--direct", is_flag=True, help="Send load straight to the first app instance, not through nginx.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True,
               help="Folder for results/<timestamp>/.")
-@click.option("--engine", type=click.Choice(("native", "compose")), default="native", show_default=True,
-              help="native: processes on 127.0.0.1; compose: the compose/ stacks in containers (needs Docker).")
+@click.option("--engine", type=click.Choice(("native", "compose", "swarm")), default="native", show_default=True,
+              help="native: processes on 127.0.0.1; compose: the compose/ stacks in containers (needs Docker); "
+                   "swarm: the same stacks deployed on a single-node Docker Swarm.")
 @click.option("--without", "without", multiple=True, type=click.Choice(SIDECARS),
               help="Do not start this sidecar (repeatable): its cells then show what an app sees when it is down.")
 @click.option("--quiet", "mode", flag_value="quiet", help="Print only mismatches and the final grid.")
@@ -148,6 +149,8 @@ def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals,
     if (target or i_own_this_target) and app is None:
         raise click.UsageError("--target needs --app (the declaration says what to send)")
     if app is not None:
+        if engine == "swarm":
+            raise click.UsageError("--app runs natively or with --engine compose (swarm: the lab's own app)")
         if engine != "native" and target:
             raise click.UsageError("--target judges a deployment the lab did not start: drop --engine")
         if strategy or without:
@@ -163,12 +166,12 @@ def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals,
         run_app(app, scenarios, settings, output, mode, target, i_own_this_target, console)
         return
     scenarios, strategies = _select(_split(scenario), _split(strategy))
-    if engine == "compose":
+    if engine != "native":
         if without:
-            raise click.UsageError("--without is for the native engine; compose stacks always have their sidecars")
+            raise click.UsageError(f"--without is for the native engine; {engine} stacks always have their sidecars")
         problem = engine_problem()
         if problem:
-            raise click.ClickException(f"--engine compose needs a Docker engine:\n{problem}")
+            raise click.ClickException(f"--engine {engine} needs a Docker engine:\n{problem}")
     missing = missing_binaries() if engine == "native" else []
     if missing:
         packages = " ".join(missing)
