@@ -142,7 +142,8 @@ class SwarmStack(ComposeStack):
             out = self._docker("swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377")
             self.initialised_swarm = out.returncode == 0
         if out.returncode != 0:
-            raise StackError(f"docker swarm init failed:\n{(out.stdout + out.stderr).strip()[-2000:]}")
+            said = " ".join((out.stdout + out.stderr).split())[-1000:]
+            raise StackError(f"docker swarm init failed (a single-node swarm on 127.0.0.1:2377): {said}")
 
     def _wait_running(self, names: tuple[str, ...]) -> None:
         deadline = time.monotonic() + UP_TIMEOUT_S

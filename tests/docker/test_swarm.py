@@ -4,14 +4,15 @@ afterwards) and runs the matrix's cells against it.
 
 The scale-out cells under swarm give the verdicts the matrix declares (natively and in compose alike):
 naive-global loses updates and diverges across the 3 replicas, sql-update diverges (a file per replica),
-redis-incr is correct. Then: a Ctrl-C mid-cell takes the stack down and leaves the swarm, and a run with
-no engine says so. The docker-marked tests need make docker-test.
+redis-incr is correct. Then: a Ctrl-C mid-cell takes the stack down and leaves the swarm, a swarm that
+cannot start (its port taken) and a run with no engine are clear errors. The docker-marked tests need make docker-test.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,6 +84,29 @@ def test_ctrl_c_mid_cell_takes_the_swarm_stack_down(docker_env, tmp_path, _):
             os.killpg(lab.pid, signal.SIGKILL)
     run_id = next(tmp_path.iterdir()).name
     assert swarm_state(docker_env) == before and not left_behind(docker_env, run_id)
+
+
+@pytest.mark.parametrize("_", [pytest.param(None, marks=docker_only)])
+def test_a_swarm_that_cannot_start_is_a_clear_error(docker_env, tmp_path, _):
+    """The lab's swarm listens on 127.0.0.1:2377: with that port taken, `docker swarm init` fails for real."""
+    if swarm_state(docker_env) != "inactive":
+        pytest.skip("the engine is in a swarm already: the lab would use it, not make one")
+    networks = run(["docker", "network", "ls", "--format", "{{.Name}}"], docker_env).stdout.split()
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 2377))
+        except OSError:
+            pytest.skip("127.0.0.1:2377 is in use already")
+        taken.listen()
+        proc, data = run_lab(["--engine", "swarm", "-s", "scale-out-3", "-t", "redis-incr", *LOAD], tmp_path,
+                             timeout=300, env=docker_env)
+    assert proc.returncode == 1 and data is not None, proc.stderr[-2000:]
+    error = data["scenarios"]["scale-out-3"]["error"]
+    assert error.startswith("docker swarm init failed") and "address already in use" in error, error
+    assert data["cells"][0]["error"].startswith("stack did not start: docker swarm init failed"), data["cells"]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert swarm_state(docker_env) == "inactive"
+    assert run(["docker", "network", "ls", "--format", "{{.Name}}"], docker_env).stdout.split() == networks
 
 
 def test_swarm_without_an_engine_says_so(tmp_path):
