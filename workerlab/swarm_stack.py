@@ -36,18 +36,12 @@ FIRST = ("app", "redis", "memcached", "manager")  # healthy before nginx starts 
 SECRETS = ("LAB_SECRET_KEY", "LAB_MANAGER_AUTHKEY")  # interpolated by `docker stack deploy`: not in the file
 
 
-def ports_in_host_mode(ports: list) -> list[dict]:
-    return [{"target": int(str(p).split("/")[0].rsplit(":", 1)[1]), "protocol": "tcp", "mode": "host"}
-            for p in ports]
-
-
 def swarm_file(rendered: dict) -> dict:
     """The compose CLI's rendered file as a swarm stack file (see the module's doc)."""
     services = {}
     for name, service in rendered["services"].items():
+        # No ports: the gateway publishes, on 127.0.0.1 only.
         spec = {k: v for k, v in service.items() if k not in ("build", "depends_on", "tmpfs", "ports")}
-        # Published by the gateway, on 127.0.0.1 only: the stack publishes nothing itself.
-        spec.pop("ports", None)
         env = {k: v for k, v in (spec.get("environment") or {}).items() if v is not None}
         env.update({k: f"${{{k}}}" for k in SECRETS if k in env})
         spec["environment"] = env
@@ -229,12 +223,9 @@ class SwarmStack(ComposeStack):
         live: set[str] = set()
         probe = "import os; print(os.uname().nodename, *(p for p in os.listdir('/proc') if p.isdigit()))"
         for container in self._containers("app"):
-            words = self.exec_in_container(container, ["python", "-c", probe]).stdout.split()
+            words = self._docker("exec", container, "python", "-c", probe, timeout=60, log=False).stdout.split()
             if not words:
                 return None
             live |= {f"{words[0]}/{pid}" for pid in words[1:]}
         return live
-
-    def exec_in_container(self, container: str, argv: list[str]) -> subprocess.CompletedProcess:
-        return self._docker("exec", container, *argv, timeout=60, log=False)
 

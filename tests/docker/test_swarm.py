@@ -64,8 +64,10 @@ def test_scale_out_cells_on_a_swarm_give_the_declared_verdicts(docker_env, tmp_p
     assert swarm_state(docker_env) == before and not left_behind(docker_env, data["run_id"])
 
 
-@pytest.mark.parametrize("_", [pytest.param(None, marks=docker_only)])
-def test_ctrl_c_mid_cell_takes_the_swarm_stack_down(docker_env, tmp_path, _):
+@pytest.mark.parametrize("at_phase", [pytest.param(p, marks=docker_only) for p in ("stack-start", "cell")])
+def test_ctrl_c_takes_the_swarm_stack_down(docker_env, tmp_path, at_phase):
+    """Ctrl-C as the stack starts (the swarm being made, the stack deployed) and mid-cell: exit 130, the stack
+    removed, the swarm left as it was found."""
     before = swarm_state(docker_env)
     lab = subprocess.Popen([sys.executable, "-m", "workerlab", "run", "--engine", "swarm", "-s", "scale-out-3",
                             "-t", "naive-global", "-n", "5000", "-u", "10", "--output", str(tmp_path), "--quiet"],
@@ -73,10 +75,10 @@ def test_ctrl_c_mid_cell_takes_the_swarm_stack_down(docker_env, tmp_path, _):
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         for line in lab.stderr:
-            if line.startswith("phase: cell"):
+            if line.startswith(f"phase: {at_phase}"):
                 break
         else:
-            pytest.fail(f"the lab exited ({lab.wait()}) before its first cell")
+            pytest.fail(f"the lab exited ({lab.wait()}) before phase {at_phase}")
         os.killpg(lab.pid, signal.SIGINT)  # a terminal's Ctrl-C
         assert lab.wait(timeout=300) == 130
     finally:
