@@ -1,54 +1,45 @@
 """A user's app under `--engine compose`, for real: its folder built into an image, run in the lab's compose
 stack with the redis sidecar, judged by the lab's checkers.
 
-The app keeps one counter in a process global (a redis round trip between its read and its write) and one
-in redis (INCR): under sync-x4 (four processes) the global one is wrong and the redis one right, as
-natively. Marked ``docker`` (make docker-test).
+The app is the redis-shop example with one more counter, in a process global: under sync-x4 (four
+processes) the global one is wrong and the example's redis INCR one right, as natively. Marked ``docker``
+(make docker-test).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from dockertools import run
-from labtools import run_lab
+from labtools import ROOT, run_lab
 
+EXAMPLES = ROOT / "examples"
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.skipif(os.environ.get("LAB_DOCKER_TESTS") != "1", reason="set LAB_DOCKER_TESTS=1 (make docker-test)"),
 ]
 
+# The redis shop example (copied beside it as shop.py) with one more counter, in a process global.
 APP = '''
-import os
+from flask import jsonify
 
-import redis
-from flask import Flask, jsonify
+import shop
 
 
 def create_app():
-    app = Flask(__name__)
-    store = redis.Redis.from_url(os.environ["REDIS_URL"])
+    app = shop.create_app()
     state = {"hits": 0}
 
     @app.post("/global/hit")
     def global_hit():
-        value = state["hits"] + 1
-        store.ping()  # I/O between the read and the write, as a real handler has
-        state["hits"] = value
-        return jsonify(hits=value)
+        state["hits"] += 1
+        return jsonify(hits=state["hits"])
 
     @app.get("/global/hits")
     def global_hits():
         return jsonify(hits=state["hits"])
-
-    @app.post("/redis/hit")
-    def redis_hit():
-        return jsonify(hits=store.incr("hits"))
-
-    @app.get("/redis/hits")
-    def redis_hits():
-        return jsonify(hits=int(store.get("hits") or 0))
 
     return app
 '''
@@ -71,9 +62,9 @@ read = "/global/hits"
 name = "redis"
 check = "counter"
 method = "POST"
-path = "/redis/hit"
+path = "/hit"
 json_pointer = "/hits"
-read = "/redis/hits"
+read = "/hits"
 expect = { sync-x4 = "correct" }
 '''
 
@@ -82,7 +73,8 @@ def test_an_app_in_compose_loses_its_global_counter_and_keeps_its_redis_one(dock
     app = tmp_path / "app"
     app.mkdir()
     (app / "app.py").write_text(APP)
-    (app / "requirements.txt").write_text("Flask==3.1.3\nredis==8.1.0\n")
+    shutil.copy(EXAMPLES / "redis-shop" / "app.py", app / "shop.py")
+    shutil.copy(EXAMPLES / "redis-shop" / "requirements.txt", app / "requirements.txt")
     (app / "worker-lab.toml").write_text(DECLARATION)
     proc, data = run_lab(["--app", str(app), "--engine", "compose", "-s", "sync-x4", "-n", "300", "-u", "20"],
                          tmp_path / "out", timeout=1500, env=docker_env)
