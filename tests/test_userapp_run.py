@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -107,9 +108,9 @@ def test_target_judges_a_deployment_the_lab_did_not_start(tmp_path, redis_shop_s
     assert {c["observed"]["label"] for c in by.values()} == {"not seen"}
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "workerlab", "run", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, env=env)
 
 
 def test_a_non_loopback_target_is_refused_without_the_owners_word(tmp_path):
@@ -117,5 +118,14 @@ def test_a_non_loopback_target_is_refused_without_the_owners_word(tmp_path):
                    "--output", str(tmp_path))
     assert proc.returncode == 2 and "not loopback" in proc.stderr and "--i-own-this-target" in proc.stderr
     assert not list(tmp_path.iterdir())  # refused before any run folder, any request
-    proc = run_cli("--app", str(EXAMPLES / "redis-shop"), "--engine", "compose", "--output", str(tmp_path))
-    assert proc.returncode == 2 and "--engine compose is not supported for your own app" in proc.stderr
+    proc = run_cli("--app", str(EXAMPLES / "redis-shop"), "--engine", "compose", "--target", "http://127.0.0.1:9",
+                   "--output", str(tmp_path))
+    assert proc.returncode == 2 and "drop --engine" in proc.stderr
+
+
+def test_compose_without_an_engine_says_so_and_starts_nothing(tmp_path):
+    proc = run_cli("--app", str(EXAMPLES / "redis-shop"), "--engine", "compose", "--output", str(tmp_path),
+                   env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "--engine compose needs a Docker engine" in proc.stderr and "tools/dockerd.sh start" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -134,8 +134,9 @@ def serve(scenario, direct, race_window):
 @click.option("--direct", is_flag=True, help="Send load straight to the first app instance, not through nginx.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True,
               help="Folder for results/<timestamp>/.")
-@click.option("--engine", type=click.Choice(("native", "compose")), default="native", show_default=True,
-              help="native: processes on 127.0.0.1; compose: the compose/ stacks in containers (needs Docker).")
+@click.option("--engine", type=click.Choice(("native", "compose", "swarm")), default="native", show_default=True,
+              help="native: processes on 127.0.0.1; compose: the compose/ stacks in containers (needs Docker); "
+                   "swarm: the same stacks deployed on a single-node Docker Swarm.")
 @click.option("--without", "without", multiple=True, type=click.Choice(SIDECARS),
               help="Do not start this sidecar (repeatable): its cells then show what an app sees when it is down.")
 @click.option("--quiet", "mode", flag_value="quiet", help="Print only mismatches and the final grid.")
@@ -159,29 +160,30 @@ def run(scenario, strategy, quick, requests, users, race_window, rate, arrivals,
     if (target or i_own_this_target) and app is None:
         raise click.UsageError("--target needs --app (the declaration says what to send)")
     if app is not None:
-        if engine == "compose":
-            raise click.UsageError("--app runs natively only in this version: --engine compose is not supported "
-                                   "for your own app (drop --engine compose)")
+        if engine == "swarm":
+            raise click.UsageError("--app runs natively or with --engine compose (swarm: the lab's own app)")
+        if engine != "native" and target:
+            raise click.UsageError("--target judges a deployment the lab did not start: drop --engine")
         if strategy or without:
             raise click.UsageError("--strategy and --without are for the lab's own app; --app's rows are its "
                                    "declared endpoints")
         scenarios, _ = _select(_split(scenario), [])
-        missing = missing_binaries()
+        missing = missing_binaries() if engine == "native" else []
         if missing and not target:
             raise click.ClickException(f"missing {', '.join(missing)}: run 'make setup'")
         settings = RunSettings(requests=requests or (QUICK_REQUESTS if quick else 2000),
                                users=users or (QUICK_USERS if quick else 50), direct=direct, quick=quick,
-                               rate=rate, arrivals=arrivals, **distributed)
+                               rate=rate, arrivals=arrivals, engine=engine, **distributed)
         _say_waiting(settings, mode)
         run_app(app, scenarios, settings, output, mode, target, i_own_this_target, console)
         return
     scenarios, strategies = _select(_split(scenario), _split(strategy))
-    if engine == "compose":
+    if engine != "native":
         if without:
-            raise click.UsageError("--without is for the native engine; compose stacks always have their sidecars")
+            raise click.UsageError(f"--without is for the native engine; {engine} stacks always have their sidecars")
         problem = engine_problem()
         if problem:
-            raise click.ClickException(f"--engine compose needs a Docker engine:\n{problem}")
+            raise click.ClickException(f"--engine {engine} needs a Docker engine:\n{problem}")
     sidecars = tuple(s for s in SIDECARS if s not in without)
     missing = missing_binaries(sidecars_for(strategies.values(), sidecars)) if engine == "native" else []
     if missing:

@@ -22,6 +22,7 @@ from .runner import Step, run_steps
 from .scenarios import Scenario
 from .stacks.compose import ComposeStack
 from .stacks.native import SIDECARS, NativeStack, sidecars_for
+from .stacks.swarm import SwarmStack
 
 CELL_TIME_LIMIT_S = 30.0
 SESSION_MIN_PER_USER = 12  # a session user needs a real sequence (the growing cookie passes 4 KB at the 3rd)
@@ -38,7 +39,7 @@ class RunSettings:
     direct: bool = False
     quick: bool = False
     sidecars: tuple[str, ...] = SIDECARS  # the ones a stack may start (run --without takes some away)
-    engine: str = "native"  # native | compose
+    engine: str = "native"  # native | compose | swarm
     rate: float | None = None  # fixed-rate load: scheduled starts a second per cell (loadtests/arrivals.py)
     arrivals: str = "constant"  # with rate: constant | poisson
     workers: int = 0  # > 0: the load comes from this many locust workers (loadtests/distributed.py)
@@ -114,14 +115,14 @@ class Matrix:
             yield Step(scenario.name, scenario, self.run_dir / scenario.name)
 
     def open_stack(self, step: Step):
-        stack_class = ComposeStack if self.settings.engine == "compose" else NativeStack
+        stack_class = {"compose": ComposeStack, "swarm": SwarmStack}.get(self.settings.engine, NativeStack)
         return stack_class(step.scenario, step.folder, race_window=self.settings.race_window,
                            direct=self.settings.direct,
                            sidecars=sidecars_for(self.strategies.values(), self.settings.sidecars))
 
     def stack_up(self, step: Step, stack, seconds: float) -> None:
         self.report.stack_up(step.scenario, stack, seconds)
-        if self.settings.engine == "compose":  # the containers' versions, not the host's
+        if self.settings.engine != "native":  # the containers' versions, not the host's
             phase("probe-versions", step.label)
             self.results.probe_served_versions(step.scenario.name, stack.exec_in)
 

@@ -1,10 +1,8 @@
 """The compose stacks, for real: build, start, hammer through nginx, tear down.
 
 Marked ``docker`` and skipped unless LAB_DOCKER_TESTS=1 (``make docker-test`` sets
-it). Starts a project-local dockerd (tools/dockerd.sh) when no engine answers and
-stops only that one; seeds stand-in base images (tools/offline-images/build.sh)
-when the upstream ones are missing. Each stack gets a compose project name unique
-to this run and is removed with its volumes afterwards. nginx is reached on
+it). The engine and the base images come from conftest.py's ``docker_env``. Each
+stack gets a compose project name unique to this run and is removed with its volumes afterwards. nginx is reached on
 127.0.0.1:8080 (another free port if 8080 is taken; LAB_TEST_HTTP_PORT overrides).
 """
 
@@ -24,12 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from dockertools import run as _run
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_COMPOSE = ROOT / "compose" / "lab-compose.sh"
-DOCKERD_SH = ROOT / "tools" / "dockerd.sh"
-BUILD_SH = ROOT / "tools" / "offline-images" / "build.sh"
-LOCAL_SOCK = ROOT / ".lab" / "docker" / "docker.sock"
 
 N = 200  # concurrent increments per check
 POOL = 32
@@ -40,20 +36,6 @@ pytestmark = [
 ]
 
 RUN_ID = uuid.uuid4().hex[:8]
-
-
-def _run(args, env, timeout=900, check=False) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def _engine_answers(env) -> bool:
-    try:
-        return _run(["docker", "version", "--format", "{{.Server.Version}}"], env, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def _port_free(port: int) -> bool:
@@ -71,35 +53,6 @@ def _pick_port(preferred: int) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def docker_env():
-    """An environment whose docker CLI reaches an engine; starts (and later stops) one if needed."""
-    env = dict(os.environ)
-    started = False
-    if not _engine_answers(env):
-        if not env.get("DOCKER_HOST"):
-            env["DOCKER_HOST"] = f"unix://{LOCAL_SOCK}"
-        if not _engine_answers(env):
-            if env["DOCKER_HOST"] != f"unix://{LOCAL_SOCK}":
-                pytest.fail(f"no Docker engine at DOCKER_HOST={os.environ['DOCKER_HOST']}")
-            proc = _run([str(DOCKERD_SH), "start"], env, timeout=120)
-            if proc.returncode != 0:
-                pytest.fail(f"could not start dockerd with tools/dockerd.sh:\n{proc.stderr}")
-            started = True
-    t0 = time.monotonic()
-    try:
-        # Base images: stand-ins for whichever upstream ones this engine lacks (no-op when present).
-        listed = _run([str(BUILD_SH), "--list"], env, check=True).stdout.split()
-        missing = [ref for ref in listed if _run(["docker", "image", "inspect", ref], env).returncode != 0]
-        if missing:
-            _run([str(BUILD_SH), *missing], env, timeout=1800, check=True)
-            print(f"\n[docker tests] stand-in base images {missing} built in {time.monotonic() - t0:.0f}s")
-        yield env
-    finally:
-        if started:
-            _run([str(DOCKERD_SH), "stop"], env, timeout=120)
 
 
 @pytest.fixture(scope="session")

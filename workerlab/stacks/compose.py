@@ -56,9 +56,13 @@ class ComposeStack(ManagedStack):
             "LAB_HTTP_PORT": str(self.http_port),
             "LAB_LOCUST_PORT": str(free_port()),
             "LAB_RACE_WINDOW": self.race_window,
-            "LAB_COMPOSE_EXTRA_FILES": str(LAB_OVERRIDE),
+            "LAB_COMPOSE_EXTRA_FILES": " ".join(str(f) for f in self.override_files()),
         })
         return env
+
+    def override_files(self) -> list[Path]:
+        """Files compose reads after compose.yaml: the lab's (each replica published for the final reads)."""
+        return [LAB_OVERRIDE]
 
     def _script(self, *args: str, log: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         # In a session of its own (a terminal's Ctrl-C reaches only the lab); interrupted, it gets SIGTERM and

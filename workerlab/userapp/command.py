@@ -15,7 +15,9 @@ from ..present.terminal import TerminalReport, throughput_table
 from ..procs import StackError
 from ..results import of_planned, summary_line
 from ..scenarios import Scenario, load_scenarios
+from ..stacks.docker_cli import EngineMissing, engine_env
 from .declaration import DeclarationError, load
+from .image import ImageError, build_image
 from .present import matrix_table, plain_line
 from .probe import ProbeError
 from .run import PROBE_SCENARIO, UserAppMatrix, probe_app
@@ -32,23 +34,30 @@ def run_app(app: Path, scenarios: dict[str, Scenario], settings: RunSettings, ou
     except (DeclarationError, TargetRefused) as exc:
         raise click.UsageError(str(exc)) from None
     started = time.monotonic()
-    venv = None
+    venv = image = None
     with interrupt.shielded():
         run_dir = new_run_dir(output)
     try:
         if target:
             scenarios = {"target": target_scenario(target)}
             settings.requests = min(settings.requests, MAX_TARGET_REQUESTS)
+        elif settings.engine == "compose":
+            console.print(f"[dim]building the app's image (log: {run_dir / 'image-build.log'})...[/]")
+            image = build_image(declaration, run_dir / "image", engine_env())
+            console.print(f"[dim]checking every declared endpoint once under {PROBE_SCENARIO} in compose...[/]")
+            probe_app(declaration, image, load_scenarios()[PROBE_SCENARIO], run_dir / "probe")
         else:
             venv = ensure_venv(declaration.requirements, say=lambda text: console.print(f"[dim]{text}[/]"))
             (run_dir / "venv").symlink_to(venv)
             console.print(f"[dim]checking every declared endpoint once under {PROBE_SCENARIO}...[/]")
             probe_app(declaration, venv, load_scenarios()[PROBE_SCENARIO], run_dir / "probe")
-    except (VenvError, ProbeError) as exc:
+    except EngineMissing as exc:
+        raise click.ClickException(f"--engine compose needs a Docker engine:\n{exc}") from None
+    except (VenvError, ImageError, ProbeError) as exc:
         raise click.ClickException(str(exc)) from None
     except StackError as exc:
         raise click.ClickException(f"the app did not start under {PROBE_SCENARIO}: {exc}") from None
-    matrix = UserAppMatrix(declaration, venv, scenarios, settings, run_dir, None, target=target)
+    matrix = UserAppMatrix(declaration, venv, scenarios, settings, run_dir, None, target=target, image=image)
     report_ = TerminalReport(matrix.total_cells, mode=mode)
     matrix.report = report_
     try:

@@ -2,7 +2,8 @@
 the one run loop (workerlab/runner.py), the matrix's own with the app's endpoints as its rows.
 
 Natively, each runtime model starts the app from its own venv (venv.py) behind the lab's nginx with the
-sidecars it declares; with --target, one column: the deployment at the URL, started by no one here.
+sidecars it declares; with --engine compose, from its image (image.py) in the lab's compose stack
+(compose.py); with --target, one column: the deployment at the URL, started by no one here.
 Before any load, every declared request is sent once (probe.py) on a one-process stack (or the target):
 a path that does not answer or a value not where declared is an error that names it.
 """
@@ -20,7 +21,9 @@ from ..matrix import Matrix, RunSettings
 from ..runner import Step
 from ..scenarios import Scenario
 from . import present
+from .compose import UserAppComposeStack
 from .declaration import Declaration, Endpoint
+from .image import AppImage
 from .probe import probe
 from .stack import UserAppStack
 from .target import MAX_TARGET_CELL_SECONDS, TargetStack
@@ -53,21 +56,27 @@ def rows(declaration: Declaration) -> dict[str, Row]:
     return {e.name: Row(e, needs=declaration.services) for e in declaration.endpoints}
 
 
-def probe_app(declaration: Declaration, venv: Path, scenario: Scenario, folder: Path) -> dict:
-    """Start the app once under `scenario` and send every declared request: ProbeError names what failed."""
-    with UserAppStack(scenario, folder, declaration, venv) as stack:
+def probe_app(declaration: Declaration, built: Path | AppImage, scenario: Scenario, folder: Path) -> dict:
+    """Start the app once under `scenario` - from its venv, or its image in compose - and send every declared
+    request: ProbeError names what failed."""
+    stack = (UserAppComposeStack(scenario, folder, declaration, built) if isinstance(built, AppImage)
+             else UserAppStack(scenario, folder, declaration, built))
+    with stack:
         return probe(stack.url, declaration)
 
 
 class UserAppMatrix(Matrix):
     def __init__(self, declaration: Declaration, venv: Path | None, scenarios: dict[str, Scenario],
-                 settings: RunSettings, run_dir: Path, report, target: str | None = None):
+                 settings: RunSettings, run_dir: Path, report, target: str | None = None,
+                 image: AppImage | None = None):
         self.declaration = declaration
         self.venv = venv
         self.target = target
+        self.image = image
         super().__init__(scenarios, rows(declaration), settings, run_dir, report)
         self.results.data["settings"].update({"app": str(declaration.path), "target": target,
-                                              "venv": str(venv) if venv else None})
+                                              "venv": str(venv) if venv else None,
+                                              "image": image.tag if image else None})
 
     @property
     def time_limit(self) -> float:
@@ -76,6 +85,9 @@ class UserAppMatrix(Matrix):
     def open_stack(self, step: Step):
         if self.target:
             return TargetStack(self.target, self.declaration.health, step.folder)
+        if self.image:
+            return UserAppComposeStack(step.scenario, step.folder, self.declaration, self.image,
+                                       direct=self.settings.direct)
         return UserAppStack(step.scenario, step.folder, self.declaration, self.venv,
                             direct=self.settings.direct)
 
