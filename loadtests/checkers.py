@@ -33,6 +33,9 @@ the anomaly. Every rule below is a verdict word, never only a note:
   through the same client; a read that returns *another request's* nonce is ``crossed`` (one connection
   shared by several processes or threads handed the answer to the wrong caller), a read that returns
   neither is an ``error`` (``not read back``).
+- every_process_loaded (over any checker's result, given how many long-lived processes the runtime model
+  serves with): a clean history whose load reached fewer of them than that says nothing about the others -
+  a counter per process, a dict per worker cannot show - so it is ``inconclusive``, never ``correct``.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import bisect
 import gc
 import itertools
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .history import ok, process_of
 from .verdicts import (
@@ -465,3 +468,17 @@ def check(kind: str, history: list[dict]) -> CheckResult:
     finally:
         if enabled:
             gc.enable()
+
+
+def every_process_loaded(result: CheckResult, processes: int) -> CheckResult:
+    """Rule: the load must reach every long-lived process the runtime model serves with (``processes``) before a
+    clean history speaks for it; one that reached fewer is ``inconclusive`` with the reason. Histories with
+    failures keep their verdict (an error is a finding whoever served it), as do those where no answer names
+    who served it (processes_under_load 0)."""
+    reached = result.counts.get("processes_under_load") or 0
+    failed = result.counts.get("errors") or result.counts.get("unanswered")
+    if processes <= 1 or not reached or reached >= processes or failed:
+        return result
+    return replace(result, verdict=(result.verdict - {CORRECT}) | {INCONCLUSIVE},
+                   notes=[*result.notes, f"the load reached {reached} of the {processes} processes that serve: "
+                                          "what the others would have done is not in the history"])

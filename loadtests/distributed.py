@@ -9,7 +9,7 @@ Per cell (locust custom messages between the master and each worker):
     master -> lab_go {requests, users}                   the worker's share of the budget, in proportion to its users
     worker -> lab_loaded {issued}                        its share is sent and answered (or its users stopped)
     master -> lab_finish                                 only at the time limit: send no more, let what is in flight
-                                                         be answered (ANSWER_IN_FLIGHT_S), then lab_loaded
+                                                         be answered (answer_in_flight_s), then lab_loaded
     master    runner.stop()                              a request still in flight is recorded as unanswered
     worker -> a last worker report with lab_done {entries, issued}
 
@@ -47,10 +47,11 @@ from locust.runners import STATE_MISSING, WorkerRunner
 
 from .arrivals import Schedule
 from .driver import (
-    ANSWER_IN_FLIGHT_S,
+    ANSWER_IN_FLIGHT_CAP_S,
     SCHEDULE_LEAD_S,
     Load,
     SetupUser,
+    answer_in_flight_s,
     configure_cell,
     emit,
     prepare_same_user,
@@ -187,7 +188,7 @@ class Master:
             for worker in ids:
                 if worker not in self.loaded:
                     self.runner.send_message(FINISH, None, client_id=worker)
-            _until(lambda: self._all(ids, self.loaded), ANSWER_IN_FLIGHT_S + 5)
+            _until(lambda: self._all(ids, self.loaded), ANSWER_IN_FLIGHT_CAP_S + 5)
         self.runner.stop()  # the workers stop their users and send what they recorded since their last report
         _until(lambda: self._all(ids, self.done) and all(self._received(i) >= self.done[i]["entries"]
                                                           for i in ids if i in self.done), ENTRIES_WAIT_S)
@@ -310,7 +311,7 @@ class WorkerSide:
         # Read as the entries go to the master (loadtests/webui.py): its clock, and how far off it may be by the
         # end of the cell.
         RECORDER.clock_offset = offset
-        RECORDER.clock_error = error and error + CLOCK_DRIFT * (cell.time_limit + ANSWER_IN_FLIGHT_S)
+        RECORDER.clock_error = error and error + CLOCK_DRIFT * (cell.time_limit + ANSWER_IN_FLIGHT_CAP_S)
         configure_cell(cell, 0, 1, data["served_by_header"], budget=GatedBudget())
         Cell.shared_cookie, Cell.baseline = data["shared_cookie"], data["baseline"]
         self.env.user_classes = [user_class_for(cell)]
@@ -333,7 +334,7 @@ class WorkerSide:
                 break  # every user stopped (session users done)
             gevent.sleep(0.02)
         if self.finishing:
-            _until(lambda: RECORDER.load_count >= Cell.budget.issued, ANSWER_IN_FLIGHT_S)
+            _until(lambda: RECORDER.load_count >= Cell.budget.issued, answer_in_flight_s(RECORDER.entries))
         self.runner.send_message(LOADED, {"issued": Cell.budget.issued})
 
     def _finish(self, msg, **_) -> None:

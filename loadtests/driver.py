@@ -43,7 +43,12 @@ from .locustfile import (  # noqa: E402
 )
 from .protocol import DRAIN_AFTER_TIMEOUT_S, GO, READ_AT_REST, CellPlan, Plan, event_line  # noqa: E402
 
-ANSWER_IN_FLIGHT_S = 10.0  # after the time limit: how long requests already sent may take to be answered
+# After the time limit: how long requests already sent may take to be answered - at least this long, and as long
+# as three times the slowest answer of the cell so far (a server that answers in 9 s when it is this loaded - a
+# fork and a new PostgreSQL connection per request, 50 at once - is slow, not stalled), at most the cap.
+ANSWER_IN_FLIGHT_S = 10.0
+ANSWER_IN_FLIGHT_SLOWEST_X = 3
+ANSWER_IN_FLIGHT_CAP_S = 45.0
 SCHEDULE_LEAD_S = 0.05  # fixed-rate load: the first slot, after the users have started
 RECENT_S = 1.0  # after a fault: the processes that answered in the last second of load are the ones to read
 
@@ -161,6 +166,13 @@ def read_baseline(plan: Plan) -> int:
     return entry["value"]
 
 
+def answer_in_flight_s(entries: list[dict]) -> float:
+    """How long requests in flight at the time limit may still take (see ANSWER_IN_FLIGHT_S)."""
+    slowest = max((e["complete"] - e["invoke"] for e in entries if e.get("phase") == "load" and e.get("status")),
+                  default=0.0)
+    return min(ANSWER_IN_FLIGHT_CAP_S, max(ANSWER_IN_FLIGHT_S, ANSWER_IN_FLIGHT_SLOWEST_X * slowest))
+
+
 def configure_cell(cell: CellPlan, requests: int, users: int, served_by_header: str | None, budget=None) -> None:
     """What the users of a cell send (the locustfile's `Cell`), and an empty history: in the driver, and in
     each locust worker for its share of the cell (loadtests/distributed.py)."""
@@ -214,7 +226,7 @@ def local_load(cell: CellPlan, plan: Plan, users: int) -> Load:
         # Every request accounted for: send no more, and let those in flight be answered (a stalled server
         # answers late, not never) before the users are stopped; one still open after that is unanswered.
         Cell.budget.total = Cell.budget.issued
-        answer_by = time.monotonic() + ANSWER_IN_FLIGHT_S
+        answer_by = time.monotonic() + answer_in_flight_s(RECORDER.entries)
         while RECORDER.load_count < Cell.budget.issued and time.monotonic() < answer_by:
             gevent.sleep(0.02)
     total = env.stats.total  # locust's own figures: the only latencies when nothing is recorded

@@ -24,6 +24,7 @@ from loadtests.checkers import (
     check_isolation,
     check_sessions,
     check_unique,
+    every_process_loaded,
     lost_shown_by_values,
     realtime_violations,
 )
@@ -1124,3 +1125,33 @@ def test_an_answer_without_its_owner_is_a_leak_where_other_answers_name_theirs()
     assert check_sessions(named).verdict == {"correct"}
     assert "leaks" in check_sessions(named + [e(3, "u1", 2)]).verdict  # the lab's app names every owner
     assert check_sessions([e(0, "u0", 1), e(1, "u0", 2)]).verdict == {"correct"}  # a user's app names none
+
+
+# --------------------------------------------------------------------------- every process loaded
+
+
+def test_a_clean_history_that_reached_every_process_keeps_its_verdict():
+    history = sequential([1, 2, 3, 4], [P1, P2, P1, P2]) + [final(4, P1), final(4, P2, req=10_001)]
+    result = every_process_loaded(check_counter(history), processes=2)
+    assert result.verdict == CORRECT
+    assert result.notes == []
+
+
+def test_a_clean_history_that_reached_one_of_two_processes_is_inconclusive():
+    """gthread-2x8-preload, seen: nginx's kept-alive connections all on one worker for 14 cells - a dict per
+    worker then reads as one correct counter."""
+    history = sequential([1, 2, 3, 4]) + [final(4, P1)]
+    result = every_process_loaded(check_counter(history), processes=2)
+    assert result.verdict == frozenset({"inconclusive"})
+    assert "reached 1 of the 2 processes" in result.notes[-1]
+    # with an anomaly beside it, the anomaly stays and the missing process is said too
+    lossy = sequential([1, 1, 2]) + [final(2, P1)]
+    result = every_process_loaded(check_counter(lossy), processes=4)
+    assert "lost-updates" in result.verdict and "inconclusive" in result.verdict
+
+
+def test_a_history_with_failures_or_one_process_is_not_held_to_the_rule():
+    history = [*sequential([1, 2]), failed(req=50, invoke=3.0), final(2, P1)]
+    assert every_process_loaded(check_counter(history), processes=2).verdict == frozenset({"error"})
+    one = sequential([1, 2]) + [final(2, P1)]
+    assert every_process_loaded(check_counter(one), processes=1).verdict == CORRECT

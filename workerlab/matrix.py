@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from loadtests.checkers import check
+from loadtests.checkers import check, every_process_loaded
 from loadtests.history import exited_entries, read_history, write_history
 from loadtests.protocol import DEFAULT_MASTER_BIND, READ_AT_REST, CellPlan, Plan
 
@@ -204,6 +204,7 @@ class Matrix:
         if hasattr(stack, "live_processes") and strategy.check in READ_AT_REST:
             history = self.note_exited(stack, history, history_file)
         result = check(strategy.check, history)
+        result = every_process_loaded(result, step.scenario.processes)
         rel = str(history_file.relative_to(self.run_dir))
         figures = throughput(history, stats)
         window, self.server_cpu = self.server_cpu, None

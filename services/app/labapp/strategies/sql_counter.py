@@ -6,6 +6,7 @@ machine, not by other machines.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 
@@ -19,6 +20,19 @@ SETUP_ATTEMPTS = 50
 
 class SqlCounter(CounterStrategy):
     _local = threading.local()  # sqlite3 connections must not cross threads
+    # SQLite has one write lock per database, and a writer that finds it taken polls for it (its busy handler
+    # sleeps 1, 2, 5 ... then 100 ms between tries), so newcomers overtake the ones that waited longest: with
+    # 50 threads of one process writing at once, on a busy machine, one waited past 30 s. The writers of one
+    # process queue here instead (woken as soon as the lock is free); only one per process polls SQLite.
+    # Made per process on first use - after the fork, and after gevent patched the worker (a lock made at
+    # import under --preload would be the thread's real one, and a held fault point would then stall it).
+    _writers: threading.Lock | None = None
+    _writers_pid: int | None = None
+
+    def _writers_lock(self) -> threading.Lock:
+        if SqlCounter._writers_pid != os.getpid():
+            SqlCounter._writers, SqlCounter._writers_pid = threading.Lock(), os.getpid()
+        return SqlCounter._writers
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -40,17 +54,18 @@ class SqlCounter(CounterStrategy):
 
     def incr(self, key):
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("INSERT OR IGNORE INTO counters (key, n) VALUES (?, 0)", (key,))
-            (value,) = conn.execute(
-                "UPDATE counters SET n = n + 1 WHERE key = ? RETURNING n", (key,)
-            ).fetchone()
-            faultpoints.reach("sql-in-transaction")  # workerlab faults: kill -9 lands here, before COMMIT
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with self._writers_lock():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT OR IGNORE INTO counters (key, n) VALUES (?, 0)", (key,))
+                (value,) = conn.execute(
+                    "UPDATE counters SET n = n + 1 WHERE key = ? RETURNING n", (key,)
+                ).fetchone()
+                faultpoints.reach("sql-in-transaction")  # workerlab faults: kill -9 lands here, before COMMIT
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         return int(value)
 
     def read(self, key):
