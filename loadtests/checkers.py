@@ -19,8 +19,10 @@ the anomaly. Every rule below is a verdict word, never only a note:
   is the lost update's doing and the cell says ``lost-updates`` alone; ``diverges``
   only where each process's own acknowledged values run 1..n, gaps only where values
   repeat (a counter per process; real time, duplicates and losses are then judged per
-  process). ``inconclusive`` when acknowledged increments exist but no final read
-  answered, some failed, or they reached fewer processes than served load.
+  process) - unless every process reads one value at rest that is below some process's
+  own count: that is one shared counter that lost increments, read alike by all.
+  ``inconclusive`` when acknowledged increments exist but no final read answered, some
+  failed, or they reached fewer processes than served load.
   Where no answer names who served it (a user's app: no pid, no instance), reads at rest that disagree
   are ``diverges`` (more than one copy of the counter answers), and the per-process rules are not judged
   (the notes say so).
@@ -93,6 +95,11 @@ def _verdict(words: set[str]) -> frozenset[str]:
 def _brief(entry: dict) -> dict:
     keys = ("client", "req", "op", "invoke", "complete", "status", "value", "sent", "owner", "pid", "instance", "error")
     return {k: entry.get(k) for k in keys if entry.get(k) is not None}
+
+
+def _processes(entries) -> int:
+    """How many server processes the entries name; 0 when none names who served it (a user's app)."""
+    return len({process_of(e) for e in entries if e.get("pid") is not None or e.get("instance") is not None})
 
 
 def realtime_violations(acks: list[dict]) -> tuple[int, list[dict]]:
@@ -169,6 +176,17 @@ def _per_process_counters(values_by_process: dict[str, list[int]], slack: int) -
     return gaps <= slack + excused
 
 
+def _one_counter_read_alike(acks_by_process: Counter, final_by_process: dict[str, int]) -> bool:
+    """Every process that served load read the same value at rest, and that value is below some process's own
+    acknowledged count. Counters per process would each have lost increments and ended on one number by
+    chance; one shared counter that lost them ends there for everyone (a store every worker reads, losing
+    most increments, so that every process saw every value 1..n). An even share with nothing lost (each
+    process at rest on its own count) stays a counter per process."""
+    read = acks_by_process.keys() & final_by_process.keys()
+    values = {final_by_process[p] for p in read}
+    return len(read) > 1 and len(values) == 1 and any(acks_by_process[p] > final_by_process[p] for p in read)
+
+
 def lost_shown_by_values(values: list[int]) -> int:
     """Increments the answers alone prove lost: the most, over v, by which the answers at or below v
     outnumber v. A counter that keeps every increment cannot answer v or less to more than v requests: the
@@ -223,6 +241,8 @@ def check_counter(history: list[dict]) -> CheckResult:
     exited = {process_of(e) for e in history if e.get("phase") == "exited"} - final_by_process.keys()
     unread = [p for p in acks_by_process if p not in final_by_process and p not in exited]
     per_process = _per_process_counters(values_by_process, len(errors) + len(malformed) + len(unanswered))
+    if per_process and not exited and _one_counter_read_alike(acks_by_process, final_by_process):
+        per_process = False
     served_by_known = any(e.get("pid") is not None or e.get("instance") is not None for e in acks + finals)
     if acks and not served_by_known:
         notes.append(SERVED_BY_UNKNOWN)
@@ -302,7 +322,7 @@ def check_counter(history: list[dict]) -> CheckResult:
         "duplicates_within_process": duplicates_in_process,
         "lost_shown_by_values": shown_lost,
         "realtime_violations": violations,
-        "processes_under_load": len(acks_by_process),
+        "processes_under_load": _processes(acks),
         "processes_read_at_end": len(final_by_process),
         "distinct_final_values": len(final_values),
         "final_reads_failed": len(finals_failed),
@@ -365,7 +385,7 @@ def check_sessions(history: list[dict]) -> CheckResult:
         "users_wrong_sequence": len(wrong_users),
         "users_diverged": len(diverged_users),
         "leaked_responses": len(leaks),
-        "processes_under_load": len({process_of(e) for v in by_client.values() for e in v}),
+        "processes_under_load": _processes(e for v in by_client.values() for e in v),
     }
     texts = _error_texts(errors)
     _account(words, counts, examples, texts, unanswered)
@@ -390,7 +410,7 @@ def check_isolation(history: list[dict]) -> CheckResult:
         "acknowledged": len(acks),
         "errors": len(errors),
         "leaked_responses": len(leaks),
-        "processes_under_load": len({process_of(e) for e in acks}),
+        "processes_under_load": _processes(acks),
     }
     texts = _error_texts(errors)
     _account(words, counts, examples, texts, unanswered)
@@ -442,7 +462,7 @@ def check_crossed(history: list[dict]) -> CheckResult:
         "errors": len(errors),
         "crossed_responses": len(crossed),
         "not_read_back": len(not_read_back),
-        "processes_under_load": len({process_of(e) for e in acks}),
+        "processes_under_load": _processes(acks),
     }
     _account(words, counts, examples, texts, unanswered)
     return CheckResult(_verdict(words), counts, examples[: 2 * MAX_EXAMPLES], error_texts=texts)

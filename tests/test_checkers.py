@@ -1155,3 +1155,34 @@ def test_a_history_with_failures_or_one_process_is_not_held_to_the_rule():
     assert every_process_loaded(check_counter(history), processes=2).verdict == frozenset({"error"})
     one = sequential([1, 2]) + [final(2, P1)]
     assert every_process_loaded(check_counter(one), processes=1).verdict == CORRECT
+
+
+def test_a_history_that_names_no_server_process_is_not_held_to_the_rule():
+    """A user's app names no pid: its answers cannot say how many processes served them (seen: the redis shop's
+    correct endpoints all inconclusive under sync-x4), while the lab's own app under the same load is held to it."""
+    anonymous = {"pid": None, "instance": None}
+    history = sequential([1, 2, 3, 4], [anonymous] * 4) + [final(4, anonymous)]
+    result = every_process_loaded(check_counter(history), processes=4)
+    assert result.counts["processes_under_load"] == 0
+    assert result.verdict == CORRECT
+    named = sequential([1, 2, 3, 4]) + [final(4, P1)]
+    assert every_process_loaded(check_counter(named), processes=4).verdict == frozenset({"inconclusive"})
+
+
+def test_counter_one_shared_counter_that_lost_most_increments_is_not_one_per_process():
+    # gunicorn's stash under gevent-x4: greenlets of every worker read the same value and write +1, so every
+    # process sees every value 1..3 many times - the shape of a counter per process - yet all read 3 at rest,
+    # below each one's own 4 acknowledged increments: one counter, read alike, that lost updates.
+    values = [1, 1, 2, 2, 3, 3, 3, 3]
+    history = sequential(values, [P1, P2] * 4) + [final(3, P1), final(3, P2, req=10_001)]
+    result = check_counter(history)
+    assert result.verdict == frozenset({"lost-updates"})
+    assert result.counts["final"] == 3 and result.counts["lost"] == 5
+
+
+def test_counter_per_process_counters_that_lost_increments_and_disagree_still_diverge():
+    # The same shape with reads at rest that disagree: a counter per process, each losing increments.
+    values = [1, 1, 2, 2, 3, 3, 3, 3]
+    history = sequential(values, [P1, P2] * 4) + [final(3, P1), final(4, P2, req=10_001)]
+    result = check_counter(history)
+    assert result.verdict == frozenset({"diverges", "lost-updates"})

@@ -19,7 +19,7 @@ import threading
 from contextlib import contextmanager
 
 from .errors import LockTimeout, SidecarUnreachable
-from .race import in_greenlet, real_lock_in_greenlet
+from .race import ProcessLock, in_greenlet, real_lock_in_greenlet
 
 # The lab's one table in PostgreSQL, made once per process under an advisory lock (two processes running
 # CREATE TABLE IF NOT EXISTS at once can both try to create it).
@@ -66,7 +66,9 @@ class Postgres:
         if url:
             import psycopg  # noqa: F401 - see the module's docstring
             import psycopg_pool  # noqa: F401
-        self._lock = threading.Lock()
+        # Held while the first request of a process builds its pool - which yields under gevent (the pool's
+        # own greenlet connects): so a lock of this process, made after gevent patched (race.ProcessLock).
+        self._lock = ProcessLock()
         self._pool = None
         self._pid = None
         self.lock_timeout_ms = LOCK_TIMEOUT_MS

@@ -15,7 +15,9 @@ lab makes that explicit and configurable:
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 
 RACE_WINDOWS = ("none", "yield", "io")  # the modes above; LAB_RACE_WINDOW and the runner's --race-window
@@ -64,3 +66,28 @@ def real_lock_in_greenlet(lock) -> bool:
     every greenlet of the thread. So it is where gevent did not patch threading - and where it patched only
     after the lock was made (an app imported before the worker patched: gunicorn --preload)."""
     return in_greenlet() and not type(lock).__module__.startswith("gevent")
+
+
+class ProcessLock:
+    """A lock made on first use in each process that uses it: after the fork, and after gevent patched the
+    worker. One made at import under ``--preload`` is the thread's real lock; a greenlet that holds it across a
+    yield (a pool connecting, a fault point) and a second greenlet that then waits on it stall the whole worker
+    - no request answered until gunicorn's timeout kills it."""
+
+    def __init__(self):
+        self._guard = threading.Lock()  # held only to make the lock, never across a yield
+        self._lock: threading.Lock | None = None
+        self._pid: int | None = None
+
+    def _of_this_process(self) -> threading.Lock:
+        with self._guard:
+            if self._pid != os.getpid():
+                self._lock, self._pid = threading.Lock(), os.getpid()
+            return self._lock
+
+    def __enter__(self) -> ProcessLock:
+        self._of_this_process().acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()

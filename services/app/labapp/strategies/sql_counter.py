@@ -6,12 +6,11 @@ machine, not by other machines.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 
 from .. import faultpoints
-from ..race import cooperative_sleep
+from ..race import ProcessLock, cooperative_sleep
 from .base import CounterStrategy
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, n INTEGER NOT NULL)"
@@ -24,15 +23,7 @@ class SqlCounter(CounterStrategy):
     # sleeps 1, 2, 5 ... then 100 ms between tries), so newcomers overtake the ones that waited longest: with
     # 50 threads of one process writing at once, on a busy machine, one waited past 30 s. The writers of one
     # process queue here instead (woken as soon as the lock is free); only one per process polls SQLite.
-    # Made per process on first use - after the fork, and after gevent patched the worker (a lock made at
-    # import under --preload would be the thread's real one, and a held fault point would then stall it).
-    _writers: threading.Lock | None = None
-    _writers_pid: int | None = None
-
-    def _writers_lock(self) -> threading.Lock:
-        if SqlCounter._writers_pid != os.getpid():
-            SqlCounter._writers, SqlCounter._writers_pid = threading.Lock(), os.getpid()
-        return SqlCounter._writers
+    _writers = ProcessLock()  # made in the worker, after gevent patched it (race.ProcessLock)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -54,7 +45,7 @@ class SqlCounter(CounterStrategy):
 
     def incr(self, key):
         conn = self._conn()
-        with self._writers_lock():
+        with self._writers:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute("INSERT OR IGNORE INTO counters (key, n) VALUES (?, 0)", (key,))
