@@ -173,12 +173,16 @@ def answer_in_flight_s(entries: list[dict]) -> float:
     return min(ANSWER_IN_FLIGHT_CAP_S, max(ANSWER_IN_FLIGHT_S, ANSWER_IN_FLIGHT_SLOWEST_X * slowest))
 
 
+def _file_exists(path: str):
+    return lambda: os.path.exists(path)
+
+
 def configure_cell(cell: CellPlan, requests: int, users: int, served_by_header: str | None, budget=None) -> None:
     """What the users of a cell send (the locustfile's `Cell`), and an empty history: in the driver, and in
     each locust worker for its share of the cell (loadtests/distributed.py)."""
     Cell.strategy = cell.strategy
     Cell.key = cell.key
-    Cell.budget = budget or Budget(requests)
+    Cell.budget = budget or Budget(requests, held=_file_exists(cell.hold_load) if cell.hold_load else None)
     Cell.per_user = max(1, requests // max(1, users))
     Cell.shared_cookie = None
     Cell.path = cell.path or Cell.path  # bench: the "path" cell kind
@@ -213,7 +217,10 @@ def local_load(cell: CellPlan, plan: Plan, users: int) -> Load:
     runner.start(users, spawn_rate=users * 20)
     deadline = wall0 + cell.time_limit
     timed_out = False
-    while RECORDER.load_count < Cell.budget.total:
+    budget = Cell.budget
+    # Spent: every request of the budget answered - or, a fault holding the load (plan: hold_load), every one
+    # issued, once the hold is released.
+    while RECORDER.load_count < max(budget.total, budget.issued) or budget.holding():
         if runner.user_count == 0 and Cell.budget.issued and time.monotonic() - wall0 > 1.0:
             break  # every user stopped (e.g. session users done) - nothing more will come
         if time.monotonic() > deadline:
@@ -225,7 +232,7 @@ def local_load(cell: CellPlan, plan: Plan, users: int) -> Load:
     if timed_out:
         # Every request accounted for: send no more, and let those in flight be answered (a stalled server
         # answers late, not never) before the users are stopped; one still open after that is unanswered.
-        Cell.budget.total = Cell.budget.issued
+        Cell.budget.total, Cell.budget.held = Cell.budget.issued, None
         answer_by = time.monotonic() + answer_in_flight_s(RECORDER.entries)
         while RECORDER.load_count < Cell.budget.issued and time.monotonic() < answer_by:
             gevent.sleep(0.02)
@@ -244,6 +251,8 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path, master=None) -> dict:
         Cell.baseline = read_baseline(plan)
     me = psutil.Process()
     cpu0, wait0 = me.cpu_times(), runqueue_seconds()
+    if master is not None and cell.hold_load:
+        raise ValueError("hold_load: a fault's hold on the load needs the driver's own users (plan.workers 0)")
     load = local_load(cell, plan, users) if master is None else master.load(cell, plan, users)
     load_wall, load_end, timed_out = load.wall, load.end, load.timed_out
     cpu1, wait1 = me.cpu_times(), runqueue_seconds()

@@ -16,10 +16,12 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
+from locust.user.task import LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
 try:  # `locust -f loadtests/locustfile.py` loads this file outside the package, with its folder on sys.path
     from . import declared
@@ -73,14 +75,22 @@ def shared_session_cookie(response) -> str:
 
 
 class Budget:
-    """How many requests a cell may send; None means unbounded (interactive use)."""
+    """How many requests a cell may send; None means unbounded (interactive use).
 
-    def __init__(self, total: int | None):
+    ``held`` (faults): while it returns True the budget is not spent - the load goes on past ``total`` until
+    the fault has run its course (a killed worker's replacement has served), however long the machine takes.
+    """
+
+    def __init__(self, total: int | None, held: Callable[[], bool] | None = None):
         self.total = total
         self.issued = 0
+        self.held = held
+
+    def holding(self) -> bool:
+        return self.held is not None and self.held()
 
     def take(self) -> bool:
-        if self.total is not None and self.issued >= self.total:
+        if self.total is not None and self.issued >= self.total and not self.holding():
             return False
         self.issued += 1
         return True
@@ -240,6 +250,20 @@ class LabUser(FastHttpUser):
 
     def on_start(self):
         self.client_id = f"{Cell.client_prefix}u{next(Cell.clients)}"
+
+    def stop(self, force: bool = False):
+        """A graceful stop (``force=False``: locust's ``--stop-timeout``) never cuts a request in flight.
+
+        locust kills a user it finds waiting between tasks - but with ``wait_time`` 0 that wait is a
+        ``gevent.sleep(0)`` whose wake-up is already queued ahead of the kill: the user wakes, sends its next
+        request, and the kill lands on that request (recorded as unanswered, a ``no-answer`` verdict on a
+        clean run). Marked stopping instead, the user stops at the end of its wait, before sending anything.
+        A forced stop (the driver's ``runner.quit()``, a time limit) still kills at once.
+        """
+        if not force and self._state in (LOCUST_STATE_WAITING, LOCUST_STATE_STOPPING):
+            self._state = LOCUST_STATE_STOPPING  # TaskSet.wait() raises StopUser once the sleep returns
+            return False
+        return super().stop(force)
 
     def send(self, op: str, path: str, sent: str | None = None, headers: dict | None = None, phase: str = "load",
              method: str = "GET", body: bytes | None = None):

@@ -63,6 +63,10 @@ class CellPlan:
     # ({"path", "value"}; None: no read at rest). None: the lab's own /s/<strategy>/ endpoints.
     request: dict | None = None
     read: dict | None = None
+    # Faults: a file; while it exists the load goes on past its budget (until the fault has run its course: a
+    # killed worker's replacement has served). The fault runner creates it before the plan runs and removes it;
+    # the time limit still ends the load. Local users only (not with plan.workers).
+    hold_load: str | None = None
 
     def __post_init__(self):
         if self.check not in USER_CLASS_NAMES:

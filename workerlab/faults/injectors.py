@@ -28,6 +28,7 @@ class Injection:
     stack: NativeStack
     t0: float
     stop: threading.Event
+    hold: Path | None = None  # while this file exists the load goes on (Fault.holds_load); run.py removes it
     at: float | None = None
     info: dict = field(default_factory=dict)
     error: str | None = None
@@ -89,6 +90,22 @@ def inject_worker_kill(inj: Injection) -> None:
     os.kill(victim, signal.SIGKILL)
     inj.info["respawn_s"] = _wait_workers(inj.stack, gone={victim}, instance=instance)
     _note_new_workers(inj, set(pids), instance)
+    inj.info["replacement_served_s"] = _wait_served(inj, inj.info["new_worker_pids"])
+
+
+def _wait_served(inj: Injection, pids: list[int], timeout: float = 20.0) -> float | None:
+    """Seconds from the fault until one of ``pids`` answered an increment (labapp/faultpoints.served), or None.
+
+    The fault runner holds the load until the injector returns (Fault.holds_load): a killed worker's replacement
+    boots (on a loaded machine, seconds) and then competes with the others for connections; its first answers
+    are what shows it counting from zero."""
+    folder = Path(inj.stack.app_extra_env["LAB_FAULT_POINTS"])
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline and not inj.stop.is_set():
+        if any((folder / f"served.{pid}").exists() for pid in pids):
+            return round(time.monotonic() - inj.at, 3)
+        time.sleep(0.005)
+    return None
 
 
 def _instance_of(stack: NativeStack, pid: int) -> int:

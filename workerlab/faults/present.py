@@ -94,8 +94,9 @@ def markdown(data: dict) -> str:
                 lost += (f" (of {n.get('users')} users: {n.get('users_lost_session')} lost their session, "
                          f"{n.get('users_stepped_back')} stepped back)")
             detail = ", ".join(f"{k}={v}" for k, v in c["injected"].items()
-                               if k in ("restart_s", "respawn_s", "all_workers_replaced_s", "evictions",
-                                        "write_lock_held_at_kill", "write_lock_released_s", "worker_pids_seen"))
+                               if k in ("restart_s", "respawn_s", "replacement_served_s", "all_workers_replaced_s",
+                                        "evictions", "write_lock_held_at_kill", "write_lock_released_s",
+                                        "worker_pids_seen"))
             failed = (f"{n['failed_during_fault']} ({n.get('dropped_during_fault')} + {n.get('errored_during_fault')})"
                       if n else "")
             lines.append(f"| {fault} | {strategy} | {c['expected']['label']} | {cell_text(c)} | {lost} | "

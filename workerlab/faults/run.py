@@ -205,12 +205,19 @@ class FaultRun:
     def plan(self, step: Step, stack) -> Plan:
         shape = self.shape
         run_key = f"{self.run_dir.name}-{step.scenario.name}-{step.context.block.route.name}-{step.context.fault.name}"
+        holds = {}
+        if step.context.fault.holds_load:  # made before the driver starts: no cell's load can end before its fault
+            for strategy in step.context.expectations:
+                holds[strategy] = step.folder / "holds" / strategy
+                holds[strategy].parent.mkdir(parents=True, exist_ok=True)
+                holds[strategy].touch()
         return Plan(host=stack.url, instances=stack.instance_urls, users=shape.users, out=str(step.folder),
                     hold_after_load=True,  # the final reads wait until the fault has run its course
                     cells=[CellPlan(id=strategy, strategy=strategy, scope=SCOPES[strategy][0],
                                     check="session" if SCOPES[strategy][0] == "session" else "counter",
                                     key=f"{run_key}-{strategy}", requests=shape.requests,
-                                    per_user_rps=shape.per_user_rps, time_limit=CELL_TIME_LIMIT_S)
+                                    per_user_rps=shape.per_user_rps, time_limit=CELL_TIME_LIMIT_S,
+                                    hold_load=str(holds[strategy]) if strategy in holds else None)
                            for strategy in step.context.expectations])
 
     def on_event(self, step: Step, stack, driver: DriverSession, event: dict) -> None:
@@ -218,7 +225,8 @@ class FaultRun:
         strategy, kind = event["cell"], event["event"]
         if kind == "load-start":
             phase("fault", f"{step.label}/{strategy}")
-            fs.injection = Injection(stack, event["t0"], threading.Event())
+            hold = step.folder / "holds" / strategy if fs.fault.holds_load else None
+            fs.injection = Injection(stack, event["t0"], threading.Event(), hold=hold)
             fs.thread = threading.Thread(target=self._inject, args=(fs.fault, fs.injection), daemon=True)
             fs.thread.start()
         elif kind == "cell-loaded":
@@ -234,11 +242,14 @@ class FaultRun:
         elif kind == "cell-error":
             if fs.injection is not None:
                 fs.injection.stop.set()
+            _release(step.folder / "holds" / strategy)
             self.record(fs.block, fs.fault, strategy, fs.expectations[strategy], error=f"driver: {event['error']}")
             fs.injection = fs.thread = None
 
     def events_ended(self, step: Step) -> None:
         fs: FaultStep = step.context
+        for strategy in fs.expectations:  # the driver is gone: no hold may outlive it
+            _release(step.folder / "holds" / strategy)
         if fs.injection is not None:
             fs.injection.stop.set()
         if fs.thread is not None:
@@ -269,6 +280,8 @@ class FaultRun:
             fault.inject(inj)
         except Exception as exc:  # the cell is recorded with the error, the run goes on
             inj.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            _release(inj.hold)  # the fault has run its course: the load may end
 
     def judge_cell(self, block, fault, strategy, expectation, fault_dir, inj: Injection | None) -> None:
         history_file = fault_dir / "history" / f"{strategy}.jsonl"
@@ -305,6 +318,12 @@ class FaultRun:
         }
         write_json(self.path, self.data)
         (self.run_dir / "faults.md").write_text(markdown(self.data))
+
+
+def _release(hold: Path | None) -> None:
+    """Let a held load end (CellPlan.hold_load)."""
+    if hold is not None:
+        hold.unlink(missing_ok=True)
 
 
 def run_faults(blocks: list[Block], shape: LoadShape, output: Path,

@@ -64,6 +64,9 @@ class Fault:
     memcached_item_max: str | None = None
     app_env: tuple[tuple[str, str], ...] = ()
     host_crash: bool = False  # redis runs under the shim: kill -9 loses what it had not fsynced
+    # The load goes on until the injector returns (a killed worker's replacement has served), however long the
+    # machine takes: what comes after the fault is then always seen (CellPlan.hold_load).
+    holds_load: bool = False
 
     def stack_settings(self) -> dict:
         return {"redis_persistence": self.redis_persistence, "memcached_mb": self.memcached_mb,
@@ -77,7 +80,7 @@ RECYCLE_JITTER = 20
 FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("worker-kill", "kill -9 of one gunicorn worker mid-request (its increment written, not yet answered); "
           "the master forks a new one", inject_worker_kill, "process", evidence.killed_holding_request,
-          needs_gunicorn=True, kills_written_request=True),
+          needs_gunicorn=True, kills_written_request=True, holds_load=True),
     Fault("worker-recycle", f"gunicorn max_requests={RECYCLE_MAX_REQUESTS} (+jitter {RECYCLE_JITTER}): "
           "workers retire and are replaced all run long", inject_nothing, "process", evidence.workers_recycled,
           moment=False,

@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         else:
             raise BadInput(f"unknown strategy {name!r} for incr; see /strategies")
         faultpoints.reach("incr-answering")  # workerlab faults: a worker kill lands here, after the write
+        faultpoints.served()  # workerlab faults: a killed worker's replacement has served
         return answer(payload)
 
     @app.get("/s/<name>/read")
