@@ -16,11 +16,13 @@ if __name__ == "__main__":  # patch before anything imports sockets; importing t
 
     monkey.patch_all()
 
+import http.client  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
 
 import gevent  # noqa: E402
 import psutil  # noqa: E402
@@ -51,6 +53,11 @@ ANSWER_IN_FLIGHT_SLOWEST_X = 3
 ANSWER_IN_FLIGHT_CAP_S = 45.0
 SCHEDULE_LEAD_S = 0.05  # fixed-rate load: the first slot, after the users have started
 RECENT_S = 1.0  # after a fault: the processes that answered in the last second of load are the ones to read
+# Before a cell: how long to wait for an instance that accepts connections and answers none - a worker the cell
+# before left hung (lazy-thread under gevent-preload deadlocks it on purpose). gunicorn kills it after its timeout
+# (30 s) and starts another, which that cell's final read may hang once more: two timeouts, and a margin.
+HUNG_WAIT_S = 90.0
+HUNG_PROBE_S = 2.0
 
 
 def emit(event: str, **fields) -> None:
@@ -306,6 +313,33 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path, master=None) -> dict:
     }
 
 
+def answers(url: str) -> bool | None:
+    """True when the instance answers a request (any status: an app of the user's may have no /health), False
+    when it accepted the request and answered nothing in HUNG_PROBE_S, None when it is not there at all."""
+    parsed = urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=HUNG_PROBE_S)
+    try:
+        conn.request("GET", "/health", headers={"Connection": "close"})
+        conn.getresponse().read()
+        return True
+    except TimeoutError:
+        return False
+    except OSError:
+        return None  # down, refused: not a hung worker, and not this wait's to wait for
+    finally:
+        conn.close()
+
+
+def await_unhung(plan: Plan) -> float:
+    """Wait (at most HUNG_WAIT_S) until no instance is hung, so a cell never inherits the one before's deadlock;
+    the seconds waited."""
+    start = time.monotonic()
+    for url in plan.instances or [plan.host]:
+        while answers(url) is False and time.monotonic() - start < HUNG_WAIT_S:
+            gevent.sleep(0.5)
+    return time.monotonic() - start
+
+
 def run_plan(plan: Plan, out: Path) -> int:
     """Every cell of the plan, one after another, each reported as event lines."""
     master = None
@@ -327,6 +361,10 @@ def run_plan(plan: Plan, out: Path) -> int:
                 emit("cell-wait", cell=cell.id)
                 if sys.stdin.readline() != GO:
                     break  # the caller went away
+            waited = await_unhung(plan)
+            if waited > HUNG_PROBE_S:
+                print(f"cell {cell.id}: waited {waited:.1f}s for a hung app instance to answer again", file=sys.stderr,
+                      flush=True)
             emit("cell-start", cell=cell.id)
             try:
                 stats = run_cell(cell, plan, out, master)

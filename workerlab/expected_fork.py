@@ -94,9 +94,11 @@ def import_thread(s: Scenario) -> Expectation:
 def lazy_thread(s: Scenario) -> Expectation:
     if s.imported_before_patch:
         return Expectation(_v(UNANSWERED), "the fix falls into gevent's trap: its first-use lock is a real "
-                                           "threading.Lock made at import, before the worker patched; a greenlet "
-                                           "holds it across the refresher's (patched) redis call, the next one "
-                                           "blocks the worker's only thread on it, and no request is answered")
+                                           "threading.Lock made at import, before the worker patched; the first "
+                                           "request holds it while it starts the refresher (Thread.start waits: a "
+                                           "switch to the refresher's greenlet), whose first step, taking its "
+                                           "redis client, needs the same lock and blocks the worker's only thread "
+                                           "on it, and no request is answered")
     return Expectation(CORRECT_VERDICT, "each process starts its own refresher on first use, after any fork")
 
 

@@ -16,7 +16,9 @@ and forks a child per request.
 ``lazy-pymemcache``   the fix: a ``PooledClient`` made on first use in each process (the pid is checked).
 ``import-thread``     a thread started at app creation keeps a global copy of a redis counter fresh (a
                       config or feature-flag refresher); requests read that copy.
-``lazy-thread``       the fix: the thread is started on first use in each process.
+``lazy-thread``       the fix: the thread is started on first use in each process, behind a first-use lock
+                      made at import that also guards the redis client the thread polls with (taken by the
+                      thread as it starts) - the trap under gevent-preload, where that lock is the real one.
 
 The nonce strategies (check ``nonce``) write the request's token under a key of its own, yield, and read it
 back through the same client; the judge flags an answer that is another request's token (crossed).
@@ -81,11 +83,11 @@ class PerProcess:
     """A value made by ``make`` on first use in each process (the pid is checked): whatever was made before a
     fork is never used after it. Its lock is never taken at import, so never copied held into a worker."""
 
-    def __init__(self, make):
+    def __init__(self, make, lock=None):
         self.make = make
         self.value = None
         self.pid: int | None = None
-        self.lock = threading.Lock()
+        self.lock = lock or threading.Lock()  # several may share one, as a module's lazy-init lock guards all it makes
 
     def get(self):
         if self.pid != os.getpid():
@@ -185,14 +187,15 @@ def _counter_key(key: str) -> str:
 
 
 class Refresher:
-    """A thread that copies the counters it watches from redis into ``values`` every REFRESH_PERIOD_S.
+    """A thread that copies the counters it watches from redis into ``values`` every REFRESH_PERIOD_S, with the
+    client ``connect()`` gives it as it starts.
 
     No lock is shared with the readers (plain assignments under the GIL): a lock the master's thread held at
     the fork would stay held for ever in a preloaded worker.
     """
 
-    def __init__(self, redis_client):
-        self.redis = redis_client
+    def __init__(self, connect):
+        self.connect = connect
         self.values: dict[str, int] = {}
         self.watched: dict[str, None] = {}  # insertion-ordered: the most recent keys
         self.refreshes = 0
@@ -200,12 +203,13 @@ class Refresher:
         self.thread.start()
 
     def _run(self) -> None:
+        redis = self.connect()  # the thread's first step (LazyThread: through the lock its starter holds)
         failing = False
         while True:
             keys = list(self.watched)
             try:
                 if keys:
-                    fresh = self.redis.mget([_counter_key(k) for k in keys])
+                    fresh = redis.mget([_counter_key(k) for k in keys])
                     self.values = {**self.values, **{k: int(v or 0) for k, v in zip(keys, fresh, strict=True)}}
                 self.refreshes += 1
                 failing = False
@@ -247,18 +251,38 @@ class RefreshedCounter(CounterStrategy):
 class ImportThread(RefreshedCounter):
     def bind(self, res) -> None:
         super().bind(res)
-        self._refresher = Refresher(res.redis) if res.settings.redis_url else None
+        self._refresher = Refresher(lambda: res.redis) if res.settings.redis_url else None
 
     def refresher(self):
         return _made(self._refresher, NO_REDIS)
 
 
 class LazyThread(RefreshedCounter):
+    """The refresher started on first use in each process, and the redis connection it polls with made on first
+    use too, both behind one lock made at import (a module's lazy-init lock).
+
+    ``Thread.start`` returns once the new thread runs, so the first request holds the lock until then; the
+    thread's first step is taking its client, through that lock: it waits until the starter is done. Threads,
+    and greenlets whose lock gevent patched, wait their turn. Under gevent-preload the lock was made before the
+    worker patched: the real one. The thread is a greenlet, the starter's wait a switch to it, and its acquire
+    blocks the worker's only thread - the starter never runs again. No load is needed: the first request is
+    enough, in every worker gunicorn starts.
+    """
+
     def bind(self, res) -> None:
         super().bind(res)
-        self._refresher = PerProcess(lambda: Refresher(res.redis))
+        first_use = threading.Lock()
+        self._client = PerProcess(self._connect, first_use)
+        self._refresher = PerProcess(lambda: Refresher(self._client.get), first_use)
+
+    def _connect(self):
+        import redis
+
+        return redis.Redis.from_url(_made(self.res.settings.redis_url, NO_REDIS), socket_timeout=5,
+                                    socket_connect_timeout=2)  # the thread's own, beside the requests' pool
 
     def refresher(self):
+        _made(self.res.settings.redis_url, NO_REDIS)
         return self._refresher.get()
 
 
