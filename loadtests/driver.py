@@ -51,6 +51,11 @@ from .protocol import DRAIN_AFTER_TIMEOUT_S, GO, READ_AT_REST, CellPlan, Plan, e
 ANSWER_IN_FLIGHT_S = 10.0
 ANSWER_IN_FLIGHT_SLOWEST_X = 3
 ANSWER_IN_FLIGHT_CAP_S = 45.0
+# A server that answered nothing for this long while requests waited is stalled (a deadlocked worker): the cell
+# ends as at its time limit, and its requests in flight get the same time to be answered. Without it a deadlock
+# ran into gunicorn's own 30 s timeout, which kills the worker (502s) as the cell's 30 s limit ends: one verdict
+# or another by a second's race.
+STALLED_S = 12.0
 SCHEDULE_LEAD_S = 0.05  # fixed-rate load: the first slot, after the users have started
 RECENT_S = 1.0  # after a fault: the processes that answered in the last second of load are the ones to read
 # Before a cell: how long to wait for an instance that accepts connections and answers none - a worker the cell
@@ -204,8 +209,10 @@ class Load:
     """How a cell's load phase went: its wall time, when it ended (history time), whether the time limit
     cut it, and locust's own latency figures."""
 
-    def __init__(self, wall: float, end: float, timed_out: bool, p50=None, p99=None, workers=None):
+    def __init__(self, wall: float, end: float, timed_out: bool, p50=None, p99=None, workers=None,
+                 stalled: bool = False):
         self.wall, self.end, self.timed_out, self.p50, self.p99 = wall, end, timed_out, p50, p99
+        self.stalled = stalled  # ended early: nothing answered for STALLED_S (timed_out is then True too)
         self.workers = workers  # distributed: per worker, its users, share and entries
 
 
@@ -223,15 +230,22 @@ def local_load(cell: CellPlan, plan: Plan, users: int) -> Load:
     wall0 = time.monotonic()
     runner.start(users, spawn_rate=users * 20)
     deadline = wall0 + cell.time_limit
-    timed_out = False
+    timed_out = stalled = False
     budget = Cell.budget
+    recorded, recorded_at = RECORDER.load_count, wall0
     # Spent: every request of the budget answered - or, a fault holding the load (plan: hold_load), every one
     # issued, once the hold is released.
     while RECORDER.load_count < max(budget.total, budget.issued) or budget.holding():
         if runner.user_count == 0 and Cell.budget.issued and time.monotonic() - wall0 > 1.0:
             break  # every user stopped (e.g. session users done) - nothing more will come
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             timed_out = True
+            break
+        if RECORDER.load_count != recorded:
+            recorded, recorded_at = RECORDER.load_count, now
+        elif budget.issued > recorded and now - recorded_at > STALLED_S and not budget.holding():
+            timed_out = stalled = True
             break
         gevent.sleep(0.02)
     load_wall = time.monotonic() - wall0
@@ -245,7 +259,7 @@ def local_load(cell: CellPlan, plan: Plan, users: int) -> Load:
             gevent.sleep(0.02)
     total = env.stats.total  # locust's own figures: the only latencies when nothing is recorded
     load = Load(load_wall, load_end, timed_out, total.get_response_time_percentile(0.5),
-                total.get_response_time_percentile(0.99))
+                total.get_response_time_percentile(0.99), stalled=stalled)
     runner.quit()  # a request still in flight is recorded as unanswered (locustfile.LabUser.send)
     return load
 
@@ -296,6 +310,7 @@ def run_cell(cell: CellPlan, plan: Plan, out: Path, master=None) -> dict:
         "generator_cpu_share": round(cpu / load_wall, 4) if here else None,
         "generator_wait_share": round((wait1 - wait0) / load_wall, 4) if here else None,
         "timed_out": timed_out,
+        "stalled_s": STALLED_S if load.stalled else None,
         "users": users,
         "per_user_rps": cell.per_user_rps,
         # Fixed-rate load: slots started late, and slots due before the cell ended that never started.

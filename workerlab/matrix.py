@@ -243,7 +243,10 @@ class Matrix:
         if stats:
             # Every request is accounted for: sent = answered (any status) + unanswered (cut off at the end).
             record["counts"].update({k: stats.get(k) for k in ("sent", "answered", "unanswered")})
-            if stats.get("timed_out"):
+            if stats.get("stalled_s"):
+                record["notes"].append(f"the server answered nothing for {stats['stalled_s']:.0f}s while requests "
+                                       "waited: the cell ended then, as at its time limit")
+            elif stats.get("timed_out"):
                 record["notes"].append(f"cell hit its {self.time_limit:.0f}s time limit")
             for name, part in (stats.get("workers") or {}).items():
                 record["notes"].append(f"worker {name}: {part['users']} users, {part['load_entries']} requests"
