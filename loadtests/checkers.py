@@ -35,9 +35,8 @@ the anomaly. Every rule below is a verdict word, never only a note:
   through the same client; a read that returns *another request's* nonce is ``crossed`` (one connection
   shared by several processes or threads handed the answer to the wrong caller), a read that returns
   neither is an ``error`` (``not read back``).
-- every_process_loaded (over any checker's result, given how many long-lived processes the runtime model
-  serves with): a clean history whose load reached fewer of them than that says nothing about the others -
-  a counter per process, a dict per worker cannot show - so it is ``inconclusive``, never ``correct``.
+- every_process_loaded (over any checker's result, given the runtime model's long-lived processes): a clean
+  history whose load reached fewer of them is ``inconclusive`` - a dict per worker it missed cannot show.
 """
 
 from __future__ import annotations
@@ -97,8 +96,7 @@ def _brief(entry: dict) -> dict:
     return {k: entry.get(k) for k in keys if entry.get(k) is not None}
 
 
-def _processes(entries) -> int:
-    """How many server processes the entries name; 0 when none names who served it (a user's app)."""
+def _processes(entries) -> int:  # the server processes the entries name; 0 when none does (a user's app)
     return len({process_of(e) for e in entries if e.get("pid") is not None or e.get("instance") is not None})
 
 
@@ -177,11 +175,9 @@ def _per_process_counters(values_by_process: dict[str, list[int]], slack: int) -
 
 
 def _one_counter_read_alike(acks_by_process: Counter, final_by_process: dict[str, int]) -> bool:
-    """Every process that served load read the same value at rest, and that value is below some process's own
-    acknowledged count. Counters per process would each have lost increments and ended on one number by
-    chance; one shared counter that lost them ends there for everyone (a store every worker reads, losing
-    most increments, so that every process saw every value 1..n). An even share with nothing lost (each
-    process at rest on its own count) stays a counter per process."""
+    """Every loaded process reads one value at rest, below some process's own acknowledged count: one shared
+    counter that lost most increments (each process saw every value 1..n), not counters per process that all
+    lost some and ended on one number by chance. An even share with nothing lost stays one per process."""
     read = acks_by_process.keys() & final_by_process.keys()
     values = {final_by_process[p] for p in read}
     return len(read) > 1 and len(values) == 1 and any(acks_by_process[p] > final_by_process[p] for p in read)
