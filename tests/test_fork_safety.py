@@ -123,3 +123,14 @@ def test_no_stash_without_gunicorns_dirty_arbiter(cell):
     c = cell("dev-single", "gunicorn-stash")
     assert observed(c) == {"error"}
     assert all(re.search(NO_ARBITER, kind) for kind in c["counts"]["error_kinds"]), c["counts"]["error_kinds"]
+
+
+def test_a_cell_that_leaves_a_worker_stuck_hands_the_next_one_a_fresh_app(tmp_path):
+    """lazy-thread under gevent-preload deadlocks the only worker (no-answer); the cell after it must not find the
+    worker still stuck (until gunicorn's 30 s timeout), so the app starts again before it - and only then."""
+    data = _run(tmp_path, "gevent-preload", "lazy-thread,redis-incr,redis-get-set")
+    by = {c["strategy"]: c for c in data["cells"]}
+    assert observed(by["lazy-thread"]) == {"no-answer"}, by["lazy-thread"]["counts"]
+    assert any(n.startswith("the app was started again before this cell") for n in by["redis-incr"]["notes"])
+    assert observed(by["redis-incr"]) == {"correct"} and by["redis-incr"]["counts"]["final"] == 300
+    assert not any("started again" in n for n in by["redis-get-set"]["notes"])  # the cell before answered all

@@ -73,6 +73,8 @@ class Matrix:
         self.run_dir = run_dir
         self.report = report
         self.server_cpu: ServerCpu | None = None  # the cell under load's
+        self.left_unanswered = 0  # by the step's last cell: restart_if_stuck
+        self.next_cell_notes: list[str] = []
         self.results = ResultsFile(run_dir, {**settings.as_dict(), "scenarios": list(scenarios),
                                              "strategies": list(strategies)}, scenarios, planned=self.total_cells)
 
@@ -142,8 +144,9 @@ class Matrix:
                           requests=requests, time_limit=time_limit, users=self.cell_users(s.check, requests),
                           rate=rate, arrivals=self.settings.arrivals)
                  for s in self.step_strategies(step)]
+        self.left_unanswered = 0
         return Plan(host=stack.url, instances=stack.instance_urls, users=self.settings.users, out=str(step.folder),
-                    cells=cells, local_pids=self.settings.engine == "native", **self.load_from(step))
+                    cells=cells, local_pids=self.settings.engine == "native", step=True, **self.load_from(step))
 
     def load_from(self, step: Step) -> dict:
         """The plan's fields that say where the load comes from: the driver, or workers (who wait for the next
@@ -155,7 +158,10 @@ class Matrix:
     def on_event(self, step: Step, stack, driver: DriverSession, event: dict) -> None:
         cell = driver.plan.cell(event["cell"])
         strategy = self.strategies[cell.strategy]
-        if event["event"] == "cell-start":
+        if event["event"] == "cell-wait":
+            self.restart_if_stuck(step, stack)
+            driver.go()
+        elif event["event"] == "cell-start":
             phase("cell", cell.id)
             self.report.cell_start(step.scenario, strategy)
         elif event["event"] == "load-start":
@@ -167,6 +173,18 @@ class Matrix:
             self.judge(step, strategy, event["stats"], stack)
         elif event["event"] == "cell-error":
             self.add_cell(step, strategy, None, None, f"driver: {event['error']}")
+
+    def restart_if_stuck(self, step: Step, stack) -> None:
+        """A cell that left requests unanswered may leave workers stuck on them (a reply on a shared socket that
+        never comes, a deadlock) until gunicorn's timeout kills them: the next cell would find fewer workers
+        serving. So the app instances start again before it, where the stack can (native)."""
+        stuck, self.left_unanswered = self.left_unanswered, 0
+        if not stuck or not hasattr(stack, "restart_apps"):
+            return
+        phase("restart-apps", step.label)
+        seconds = stack.restart_apps()
+        self.next_cell_notes.append(f"the app was started again before this cell ({seconds:.1f}s): the cell before "
+                                    f"left {stuck} requests unanswered, and workers stuck on them serve nothing")
 
     def events_ended(self, step: Step) -> None:
         pass
@@ -240,9 +258,11 @@ class Matrix:
         expectation = self.expectation(strategy, scenario)
         record = cell_record(scenario.name, strategy, expectation, result, history_path=history_path,
                              throughput_=throughput_, error=error)
+        record["notes"][:0], self.next_cell_notes = self.next_cell_notes, []
         if stats:
             # Every request is accounted for: sent = answered (any status) + unanswered (cut off at the end).
             record["counts"].update({k: stats.get(k) for k in ("sent", "answered", "unanswered")})
+            self.left_unanswered = stats.get("unanswered") or 0
             if stats.get("stalled_s"):
                 record["notes"].append(f"the server answered nothing for {stats['stalled_s']:.0f}s while requests "
                                        "waited: the cell ended then, as at its time limit")

@@ -16,6 +16,7 @@ PHASES = {
     "stack-up": "every service of the scenario answers",
     "cell": "load on one (scenario, strategy) cell",
     "judge": "checking a cell's history",
+    "restart-apps": "starting the app instances again: the cell before left workers stuck on unanswered requests",
     "stack-stop": "stopping a scenario's services",
     "fault": "one (fault, strategy) cell of the fault runner",
     "bench": "one measurement of the bench",

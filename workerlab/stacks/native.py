@@ -392,6 +392,13 @@ class NativeStack(ManagedStack):
             time.sleep(0.01)
         return time.monotonic() - started
 
+    def restart_apps(self) -> float:
+        """Every app instance killed and started again (master, workers, dirty arbiter); the seconds it took."""
+        started = time.monotonic()
+        for index in range(self.scenario.instances):
+            self.restart(f"app-i{index + 1}")
+        return time.monotonic() - started
+
     def app_master_pid(self, index: int = 0) -> int:
         """The gunicorn master (or dev server) of app instance ``index``."""
         child = self.child(f"app-i{index + 1}")
