@@ -89,7 +89,7 @@ def test_a_lock_made_before_gevent_patched_deadlocks_the_worker(cell):
 
 def test_cachelibs_memcached_client_made_before_gevent_patched_is_shared_by_every_greenlet(cell):
     c = cell("gevent-preload", "cache-memcached-inc")
-    assert observed(c) == {"lost-updates", "error"}
+    assert observed(c) - {"lost-updates"} == {"error"}  # a loss shows only when two incs overlapped first
     assert set(c["counts"]["error_kinds"]) <= {"internal: ConcurrentObjectUseError",
                                                 "backend-error: memcached cache.inc returned None"}
     patched = cell("gevent-x1", "cache-memcached-inc")
