@@ -46,3 +46,17 @@ def test_compare_counts_changes_beyond_noise_apart():
     assert same["rows"][0]["cpu_beyond_noise"] is False  # 15 µs apart, within 2 x 20 µs of ticks
     moved = compare(_run(300.0, [290.0, 310.0], 1000.0, 20.0), _run(150.0, [140.0, 160.0], 1500.0, 20.0))
     assert moved["summary"]["rps_changes_beyond_noise"] == 1 and moved["rows"][0]["cpu_beyond_noise"] is True
+
+
+def test_throughput_counts_every_2xx_answer_and_no_failure():
+    """A user's app may answer 201 (an order made): those are answers, a 500 and a dropped request are not."""
+    from workerlab.results import throughput
+
+    def entry(t, status, **extra):
+        return {"client": "u0", "req": int(t * 100), "phase": "load", "invoke": t, "complete": t + 0.01,
+                "status": status, **extra}
+
+    history = ([entry(i / 100, 201) for i in range(50)] + [entry(0.5 + i / 100, 200) for i in range(50)]
+               + [entry(0.2, 500), entry(0.3, 0, error="timed out")])
+    figures = throughput(history, {})
+    assert figures["rps"] == round(100 / 1.0, 1)  # 100 answers over the load's 1.0 s (0.0 to 1.0)

@@ -73,6 +73,7 @@ import sys
 from pathlib import Path
 
 from loadtests.checkers import CheckResult
+from loadtests.history import ok as answered_ok
 from loadtests.history import process_of
 from loadtests.verdicts import ANY, ERROR, MATRIX_WORDS, format_verdict
 
@@ -220,7 +221,7 @@ def rps_spread(ok: list[dict], start: float, wall: float) -> list[float] | None:
 
 def throughput(history: list[dict], driver_stats: dict) -> dict:
     load = [e for e in history if e.get("phase", "load") == "load"]
-    ok = [e for e in load if e.get("status") == 200]
+    ok = [e for e in load if answered_ok(e)]  # 2xx: a user's app may answer 201
     latencies = sorted((e["complete"] - e["invoke"]) * 1000 for e in load)
     wall = (max(e["complete"] for e in load) - min(e["invoke"] for e in load)) if load else 0
     share = driver_stats.get("generator_cpu_share")
