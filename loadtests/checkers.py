@@ -239,7 +239,7 @@ def check_counter(history: list[dict]) -> CheckResult:
     per_process = _per_process_counters(values_by_process, len(errors) + len(malformed) + len(unanswered))
     if per_process and not exited and _one_counter_read_alike(acks_by_process, final_by_process):
         per_process = False
-    served_by_known = any(e.get("pid") is not None or e.get("instance") is not None for e in acks + finals)
+    served_by_known = _processes(acks + finals) > 0
     if acks and not served_by_known:
         notes.append(SERVED_BY_UNKNOWN)
     if not served_by_known:

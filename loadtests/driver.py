@@ -236,9 +236,9 @@ def local_load(cell: CellPlan, plan: Plan, users: int) -> Load:
     # Spent: every request of the budget answered - or, a fault holding the load (plan: hold_load), every one
     # issued, once the hold is released.
     while RECORDER.load_count < max(budget.total, budget.issued) or budget.holding():
-        if runner.user_count == 0 and Cell.budget.issued and time.monotonic() - wall0 > 1.0:
-            break  # every user stopped (e.g. session users done) - nothing more will come
         now = time.monotonic()
+        if runner.user_count == 0 and budget.issued and now - wall0 > 1.0:
+            break  # every user stopped (e.g. session users done) - nothing more will come
         if now > deadline:
             timed_out = True
             break
@@ -253,9 +253,9 @@ def local_load(cell: CellPlan, plan: Plan, users: int) -> Load:
     if timed_out:
         # Every request accounted for: send no more, and let those in flight be answered (a stalled server
         # answers late, not never) before the users are stopped; one still open after that is unanswered.
-        Cell.budget.total, Cell.budget.held = Cell.budget.issued, None
+        budget.total, budget.held = budget.issued, None
         answer_by = time.monotonic() + answer_in_flight_s(RECORDER.entries)
-        while RECORDER.load_count < Cell.budget.issued and time.monotonic() < answer_by:
+        while RECORDER.load_count < budget.issued and time.monotonic() < answer_by:
             gevent.sleep(0.02)
     total = env.stats.total  # locust's own figures: the only latencies when nothing is recorded
     load = Load(load_wall, load_end, timed_out, total.get_response_time_percentile(0.5),
