@@ -200,3 +200,23 @@ def test_declared_expectations(scenarios):
     thrash = expect("postgres-serializable", scenarios["gevent-unpatched"])
     assert thrash.judge(frozenset({"error"}), {"retries-exhausted: gave up (at most 30 tries in 20 s), ...": 9})
     assert not thrash.judge(frozenset({"error"}), {"RetriesExceeded: a client timeout": 1, "retries-exhausted: x": 9})
+
+
+@pytest.mark.parametrize("imported, blocks", [("before the patch", True), ("after the patch", False)])
+def test_psycopg_blocks_the_greenlets_only_when_imported_before_gevent_patched(imported, blocks):
+    """The app's choice of lock timeout (100 ms where a waiter blocks its thread, 5 s where it yields) rests on
+    this: psycopg imported first picks its C wait, which blocks; imported after the patch it picks a Python wait
+    (wait_poll on Linux) that calls gevent's poll, and yields. A patched worker taken for a blocking one failed
+    gevent-x4's FOR UPDATE waiters under load."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    first = "import psycopg.waiting" if imported == "before the patch" else ""
+    child = (f"{first}\nfrom gevent import monkey; monkey.patch_all()\nimport gevent\n"
+             "from labapp.postgres import _psycopg_blocks_greenlets\n"
+             "print(gevent.spawn(_psycopg_blocks_greenlets).get())")
+    done = subprocess.run([sys.executable, "-c", child], cwd=Path(__file__).resolve().parents[1] / "services" / "app",
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(blocks)]

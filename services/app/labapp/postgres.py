@@ -53,11 +53,14 @@ def server_lost(exc: BaseException) -> bool:
 
 def _psycopg_blocks_greenlets() -> bool:
     """True in a greenlet when psycopg waits for the server by blocking the thread. psycopg picks how it waits
-    when it is imported and cooperates only if gevent had patched ``select`` by then: not in an unpatched worker,
-    nor when the app imported it before the worker patched (``--preload``: the factory runs in the master)."""
+    when it is imported: its C wait (``wait_c``) unless gevent had patched ``select`` by then - not in an
+    unpatched worker, nor when the app imported it before the worker patched (``--preload``: the factory runs in
+    the master). Its Python waits (``wait_poll`` on Linux once patched, ``wait_select``) look ``select`` up at
+    each call, gevent's then: they cooperate. (Comparing with ``wait_select`` alone took every patched worker
+    for a blocking one and gave it the 100 ms lock timeout: gevent-x4's FOR UPDATE failed a waiter under load.)"""
     import psycopg.waiting
 
-    return in_greenlet() and psycopg.waiting.wait is not psycopg.waiting.wait_select
+    return in_greenlet() and psycopg.waiting.wait is getattr(psycopg.waiting, "wait_c", None)
 
 
 class Postgres:
