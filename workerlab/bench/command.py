@@ -81,8 +81,9 @@ def _finish_if_running(path: Path, data: dict) -> None:
 @click.option("--users", "-u", type=click.IntRange(1, 1000), default=50, show_default=True,
               help="Concurrent users (locust) = connections (wrk).")
 @click.option("--quick", is_flag=True, help="One repetition of short measurements.")
-@click.option("--pin/--no-pin", default=True, show_default=True,
-              help="Pin the generator to the last CPU and the server to the others.")
+@click.option("--pin/--no-pin", default=False, show_default=True,
+              help="Pin the generator to the last CPU and the server to the others. Not by default: the matrix "
+                   "does not pin (its servers keep every core), and the bench measures what the matrix measures.")
 @click.option("--nice", type=click.IntRange(-20, 19), default=0, show_default=True,
               help="Run server and generators at this nice value (negative needs root): on a shared machine, "
                    "keeps other work from starving the measurement.")
