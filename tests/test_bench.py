@@ -18,6 +18,7 @@ import pytest
 from loadtests.checkers import check_counter, check_isolation
 from loadtests.history import read_history
 from workerlab import bench
+from workerlab.bench import analysis
 from workerlab.results import throughput
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,6 +177,28 @@ def test_summary_pairs_measurements_by_repetition():
     assert s["lab"]["rps"] == {"median": 900, "min": 800, "max": 1000, "n": 3}
 
 
+def _summary(lab_rps, lab_gen, lab_server, wrk_rps, wrk_gen, wrk_server):
+    one = lambda v: {"median": v, "min": v, "max": v, "n": 1}  # noqa: E731
+    return {"summary": {"lab": {"rps": one(lab_rps), "generator_cpu": one(lab_gen), "server_cpu": one(lab_server)},
+                        "wrk": {"rps": one(wrk_rps), "generator_cpu": one(wrk_gen), "server_cpu": one(wrk_server)},
+                        "ratio_lab_wrk": one(round(lab_rps / wrk_rps, 3))}}
+
+
+def test_cpu_split_explains_a_ratio_by_the_generators_cpu():
+    # both saturate 2 cores: the lab's generator takes 0.4 of them at 1,000 rps (400 µs a request), wrk 0.04
+    # at 1,200 (33 µs); the server spends 1,600 µs either way - so lab/wrk can be at most 0.81, and was 0.83
+    split = analysis.cpu_split({"s": {"cells": {"hello": _summary(1000, 0.4, 1.6, 1200, 0.04, 1.92)}}})["s"]["hello"]
+    assert split == {"gen_lab": 400.0, "gen_wrk": 33.3, "server_lab": 1600.0, "server_wrk": 1600.0,
+                     "ratio": 0.833, "bound": 0.817}
+    # a server that spends more on the lab's requests than on wrk's lowers the bound; cheaper generator raises it
+    worse = analysis.cpu_split({"s": {"cells": {"c": _summary(900, 0.2, 1.8, 1200, 0.04, 1.92)}}})["s"]["c"]
+    assert worse["server_lab"] == 2000.0 and worse["bound"] < 0.9
+    better = analysis.cpu_split({"s": {"cells": {"c": _summary(1150, 0.1, 1.84, 1200, 0.04, 1.92)}}})["s"]["c"]
+    assert better["bound"] >= 0.9
+    # a measurement missing a figure has no bound
+    assert analysis.cpu_split({"s": {"cells": {"c": {"summary": {}}}}})["s"]["c"]["bound"] is None
+
+
 def test_spread_ignores_missing_values():
     assert bench.spread([None, None]) is None
     assert bench.spread([3, None, 1, 2]) == {"median": 2, "min": 1, "max": 3, "n": 3}
@@ -267,5 +290,9 @@ def test_bench_smoke(tmp_path):
     assert ch["check_counter_verdict"] == ["correct"]
     assert data["matrix_times"]["basis"]
     assert data["guard"]["threshold"] == 0.85 and data["guard"]["points"]
+    assert data["settings"]["pin"] is False  # the matrix's layout, by default
+    hello = data["cpu_split"]["sync-x1"]["hello"]
+    assert hello["gen_lab"] > 0 and hello["server_lab"] > 0 and 0 < hello["bound"]
+    assert "where a request's CPU goes" in proc.stdout
     assert "hello_lab_wrk_0.9" in data["targets"] and "record_ratio_0.95" in data["targets"]
     assert "lab/wrk" in proc.stdout and "checkers on 20,000" in proc.stdout

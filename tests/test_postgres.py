@@ -183,13 +183,10 @@ def test_declared_expectations(scenarios):
     for name, scenario in scenarios.items():
         assert expect("postgres-update", scenario).label == "correct", name
         unpatched = scenario.in_process_concurrency == "greenlets-unpatched"
-        assert expect("postgres-serializable", scenario).label == ("error" if unpatched else "correct"), name
+        assert expect("postgres-serializable", scenario).label == ("correct+error?" if unpatched else "correct"), name
         blocks = unpatched or scenario.imported_before_patch
         assert expect("postgres-for-update", scenario).label == ("error" if blocks else "correct"), name
-    # The retries run out only when enough users contend: at fewer than that the cell is not judged.
-    assert expectation_for("postgres-serializable", scenarios["gevent-unpatched"], "yield", 50).label == "error"
-    assert not expectation_for("postgres-serializable", scenarios["gevent-unpatched"], "yield", 20).judged
-    assert expectation_for("postgres-serializable", scenarios["gevent-x1"], "yield", 20).label == "correct"
+    assert expectation_for("postgres-serializable", scenarios["gevent-x1"], "yield").label == "correct"
     assert expect("sql-update", scenarios["scale-out-3"]).label == "diverges"
     assert expect("postgres-read-modify-write", scenarios["sync-x1"]).label == "correct"
     assert expect("postgres-read-modify-write", scenarios["gevent-x4"]).label == "lost-updates"
@@ -197,9 +194,12 @@ def test_declared_expectations(scenarios):
     assert unpatched.label == "error"
     assert unpatched.judge(frozenset({"error"}), {"lock-timeout: row lock not acquired in 100 ms (...)": 5})
     assert not unpatched.judge(frozenset({"error"}), {"sidecar-unreachable: postgres unreachable: x": 5})
+    # Under unpatched gevent no increment is lost; a request that ran out of tries may show, nothing else
     thrash = expect("postgres-serializable", scenarios["gevent-unpatched"])
+    assert thrash.judge(frozenset({"correct"}), {})
     assert thrash.judge(frozenset({"error"}), {"retries-exhausted: gave up (at most 30 tries in 20 s), ...": 9})
-    assert not thrash.judge(frozenset({"error"}), {"RetriesExceeded: a client timeout": 1, "retries-exhausted: x": 9})
+    assert not thrash.judge(frozenset({"error"}), {"TimeoutError: no answer within 30 s": 1, "retries-exhausted: x": 9})
+    assert not thrash.judge(frozenset({"lost-updates"}), {})
 
 
 @pytest.mark.parametrize("imported, blocks", [("before the patch", True), ("after the patch", False)])

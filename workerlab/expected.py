@@ -45,7 +45,6 @@ RETRIES_EXHAUSTED = r"^retries-exhausted: "
 POSTGRES = "PostgreSQL (one server for every process and instance)"
 # postgres-serializable in an unpatched gevent worker: every user contends in every round, one commits. At the
 # default 50 users the 30 tries run out; at --quick's 20 they sufficed (192 of 192 answered, measured).
-USERS_FOR_EXHAUSTION = 50
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,6 @@ class Expectation:
     cause: str | None = None  # an expected error: the pattern every failed request's error text matches
     # Words that may show or not: they rest on a race window not pinned, or on a race the reason names.
     maybe: frozenset[str] = frozenset()
-    min_users: int = 0  # holds at this many concurrent users or more; with fewer the cell is not judged
 
     @property
     def label(self) -> str:
@@ -72,7 +70,9 @@ class Expectation:
         every time."""
         if not self.judged:
             return None
-        if not self.verdict <= observed <= self.verdict | self.maybe:
+        # an expected "all well" with maybe words: nothing went wrong, or only what the maybe words name
+        required = self.verdict - CORRECT_VERDICT if self.maybe else self.verdict
+        if not required <= observed <= self.verdict | self.maybe:
             return False
         if ERROR in observed and self.cause:
             return bool(error_texts) and all(re.search(self.cause, text) for text in error_texts)
@@ -260,10 +260,13 @@ def _postgres_for_update(st, s: Scenario) -> Expectation:
 
 def _postgres_serializable(st, s: Scenario) -> Expectation:
     if s.in_process_concurrency == "greenlets-unpatched":
+        # Whether a request runs out of tries is chance, not a window the lab can widen: full-jitter backoff spreads
+        # the contenders, and in one of three full runs every request of 2,000 got through (max 13 s, 20 s allowed).
         return Expectation(
-            _v(ERROR), "every greenlet of the thread reads in the window before any commits, so each round commits "
-            "one and refuses the rest; the worker's pool is unbounded (a bounded one deadlocks it), so ~50 "
-            "contend at once and retries run out", True, cause=RETRIES_EXHAUSTED, min_users=USERS_FOR_EXHAUSTION,
+            CORRECT_VERDICT, "every greenlet of the thread reads in the window before any commits, so each round "
+            "commits one and refuses the rest (the worker's pool is unbounded: a bounded one deadlocks it); no "
+            "increment is lost, but with ~50 contending a request may run out of tries (retries-exhausted)",
+            cause=RETRIES_EXHAUSTED, maybe=frozenset({ERROR}),
         )
     return Expectation(CORRECT_VERDICT, f"{POSTGRES}: SERIALIZABLE refuses to commit the second of two that "
                                         "read the same value (40001); that request retries, and a small pool per "
@@ -316,12 +319,9 @@ def expect(strategy: str, s: Scenario) -> Expectation:
     return found if found is not None else TRAIT_RULES[st.lives, st.updates](st, s)
 
 
-def expectation_for(strategy: str, s: Scenario, race_window: str, users: int | None = None) -> Expectation:
-    """The expectation of one cell as run: not judged where it rests on a race window not pinned, or on more
-    concurrent users than the cell runs (``users``; None: the default load, for the declared table)."""
+def expectation_for(strategy: str, s: Scenario, race_window: str) -> Expectation:
+    """The expectation of one cell as run: not judged where it rests on a race window not pinned."""
     e = expect(strategy, s)
-    if users is not None and users < e.min_users:
-        return Expectation(frozenset({ANY}), f"not judged at {users} users: holds from {e.min_users} ({e.reason})")
     if race_window != "yield" and e.rests_on_window:
         kept = e.verdict & {DIVERGES}  # each process counting on its own does not rest on any window
         if not kept:

@@ -248,7 +248,7 @@ class Matrix:
         return history
 
     def expectation(self, strategy, scenario: Scenario):
-        return expectation_for(strategy.name, scenario, self.settings.race_window, self.settings.users)
+        return expectation_for(strategy.name, scenario, self.settings.race_window)
 
     def finish_record(self, record: dict, scenario: Scenario, strategy) -> None:
         """A kind's last word on a cell's record before it is kept and shown (the matrix adds nothing)."""

@@ -80,6 +80,9 @@ Schema ``worker-lab/bench/v1`` of ``results/<timestamp>/bench.json``::
                        "basis": text, "sources": [results.json paths] (estimated),
                        "observed_runs": [{"run", "status", "cells", "requests", "wall_seconds", "load_seconds"}]},
       "noise": {"threshold_cores", "measurements", "noisy", "other_cpu": spread},  # other processes' CPU
+      "cpu_split": {scenario: {cell: {"gen_lab", "gen_wrk", "server_lab", "server_wrk",   # µs per answered request
+                                      "bound",   # (server_wrk + gen_wrk) / (server_lab + gen_lab): lab/wrk at best
+                                      "ratio"}}},  # the measured lab/wrk median
       "guard": {"threshold", "points": [[generator_cpu, ratio_lab_wrk, scenario, cell, generator_wait], ...],
                 "share_rule" | "demand_rule": {"flagged", "short_of_wrk", "short_of_wrk_flagged",
                                                "flagged_but_faithful"}, "verdict": text},
@@ -87,7 +90,7 @@ Schema ``worker-lab/bench/v1`` of ``results/<timestamp>/bench.json``::
     }
 """
 
-from .analysis import HELLO_TARGET, NOISE_OTHER_CPU, RECORD_TARGET, guard_analysis, noise, targets
+from .analysis import HELLO_TARGET, NOISE_OTHER_CPU, RECORD_TARGET, cpu_split, guard_analysis, noise, targets
 from .ceilings import NginxAlone, lab_ceiling_summary, redis_ceiling
 from .checker_timing import CHECKER_TARGET_S, checker_speed, synthetic_counter, synthetic_isolation
 from .command import DEFAULTS, QUICK, SCHEMA, bench, write_json
@@ -112,7 +115,7 @@ __all__ = [
     "CELLS", "CHECKER_TARGET_S", "DEFAULTS", "FIGURES", "HELLO_TARGET", "MIN_BUDGET", "NOISE_OTHER_CPU", "QUICK",
     "RECORD_TARGET", "SCHEMA", "BenchRun", "CpuWindow", "LabTurns", "NginxAlone", "_duration_ms", "bench",
     "checker_speed",
-    "console", "cpu_seconds", "cpus_busy_seconds", "estimate_matrix", "guard_analysis", "lab_figures",
+    "console", "cpu_seconds", "cpu_split", "cpus_busy_seconds", "estimate_matrix", "guard_analysis", "lab_figures",
     "lab_ceiling_summary", "machine_busy_seconds", "measure_matrix", "noise",
     "parse_driver_events", "parse_driver_line", "parse_redis_benchmark", "parse_wrk", "pin", "preexec",
     "print_report", "redis_ceiling", "results_files", "run_wrk", "runqueue_seconds", "spread", "summarize", "wrk_once",

@@ -77,3 +77,33 @@ def targets(scenarios: dict, checker: dict | None) -> dict:
         out["checker_5s"] = {"seconds": max(checker["check_counter_seconds"], checker["check_isolation_seconds"]),
                              "met": checker["met"]}
     return out
+
+
+def _us_per_request(figures: dict, cores: str) -> float | None:
+    """Median cores over median rps, in µs of CPU per answered request."""
+    c, r = (figures.get(cores) or {}).get("median"), (figures.get("rps") or {}).get("median")
+    return round(1e6 * c / r, 1) if c is not None and r else None
+
+
+def cpu_split(scenarios: dict) -> dict:
+    """Where each request's CPU goes, lab against wrk, per scenario and cell (µs per answered request).
+
+    When generator and server share the machine's cores and the cores are the limit, each request costs the
+    generator's µs plus the server's, so the best lab/wrk can be is (server_wrk + gen_wrk) / (server_lab +
+    gen_lab) - the ``bound``. A measured ratio near the bound is explained by CPU alone: the generator's own
+    µs per request (``gen_lab`` against ``gen_wrk``) and any extra the server spends on the lab's traffic
+    (``server_lab`` against ``server_wrk``)."""
+    out: dict = {}
+    for name, r in scenarios.items():
+        for cell, c in (r.get("cells") or {}).items():
+            s = c.get("summary") or {}
+            lab, wrk = s.get("lab") or {}, s.get("wrk") or {}
+            row = {"gen_lab": _us_per_request(lab, "generator_cpu"), "gen_wrk": _us_per_request(wrk, "generator_cpu"),
+                   "server_lab": _us_per_request(lab, "server_cpu"),
+                   "server_wrk": _us_per_request(wrk, "server_cpu"),
+                   "ratio": (s.get("ratio_lab_wrk") or {}).get("median")}
+            parts = [row[k] for k in ("gen_lab", "gen_wrk", "server_lab", "server_wrk")]
+            row["bound"] = (round((row["server_wrk"] + row["gen_wrk"]) / (row["server_lab"] + row["gen_lab"]), 3)
+                            if None not in parts and row["server_lab"] + row["gen_lab"] else None)
+            out.setdefault(name, {})[cell] = row
+    return out

@@ -17,7 +17,7 @@ from ..results import now_iso
 from ..runfile import BENCH_SCHEMA, write_json
 from ..scenarios import Scenario, UnknownName, load_scenarios, pick
 from ..stacks.native import find_binary, missing_binaries
-from .analysis import guard_analysis, noise, targets
+from .analysis import cpu_split, guard_analysis, noise, targets
 from .ceilings import redis_ceiling
 from .checker_timing import checker_speed
 from .cpu import CpuWindow, _cpu_layout
@@ -176,6 +176,7 @@ def bench(scenario, repeat, duration, requests, users, quick, pin, nice, record_
             data["matrix_times"] = estimate_matrix([RESULTS_DIR, output], data["scenarios"], load_scenarios(),
                                                    STRATEGIES)
         data["guard"] = guard_analysis(data["scenarios"])
+        data["cpu_split"] = cpu_split(data["scenarios"])
         data["noise"] = noise(data["scenarios"])
         data["targets"] = targets(data["scenarios"], data["checker"])
         status = "complete"

@@ -55,6 +55,7 @@ def print_report(data: dict) -> None:
                 _med(s.get("ratio_record"), 3),
             )
     console.print(table)
+    print_cpu_split(data.get("cpu_split"))
     c = data.get("ceilings") or {}
     if c:
         console.print(f"ceilings: nginx alone (wrk) {_fmt(c.get('nginx_rps_wrk'))} rps; redis INCR "
@@ -105,6 +106,21 @@ def print_report(data: dict) -> None:
         for o in mt.get("observed_runs") or []:
             console.print(f"  [dim]observed: run {o['run']} ({o['status']}) {o['cells']} cells at {o['requests']} "
                           f"requests in {o['wall_seconds']:.0f}s, of which load {o['load_seconds']:.0f}s[/]")
+
+
+def print_cpu_split(split: dict | None) -> None:
+    """analysis.cpu_split: µs of CPU per request, generator and server, lab and wrk, and the ratio they allow."""
+    if not split:
+        return
+    table = Table(title="where a request's CPU goes, µs per answered request (medians): the best lab/wrk can be "
+                        "when generator and server share the cores is (server + generator with wrk) / (with the lab)")
+    for col in ("scenario", "cell", "generator lab", "generator wrk", "server lab", "server wrk", "bound", "lab/wrk"):
+        table.add_column(col, justify="left" if col in ("scenario", "cell") else "right")
+    for name, cells in split.items():
+        for cell, row in cells.items():
+            table.add_row(name, cell, *(_fmt(row[k]) for k in ("gen_lab", "gen_wrk", "server_lab", "server_wrk")),
+                          _fmt(row["bound"], 2), _fmt(row["ratio"], 2))
+    console.print(table)
 
 
 def print_stall(stall: dict | None) -> None:
