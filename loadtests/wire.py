@@ -10,9 +10,10 @@ objects, the cookie jar and redirect handling on every request; this client does
 
 What a browser or geventhttpclient would do that it does the same way:
 - a connection found closed while idle (the server's keep-alive timeout) is opened again before sending;
-- an idempotent request (RFC 9110 9.2.2: GET, HEAD, ...) whose connection closed before any byte of the answer
-  is sent again once, on a new connection - so a worker killed mid-request is resent, as browsers resend it
-  (the fault table counts what that does to an increment sent as a GET: workerlab/faults/coverage.py);
+- an idempotent request (RFC 9110 9.2.2: GET, HEAD, ...) whose connection closed (or was reset) before any
+  byte of the answer is sent again once, on a new connection - so a worker killed mid-request is resent, as
+  browsers resend it (the fault table counts what that does to an increment sent as a GET:
+  workerlab/faults/coverage.py);
 - cookies: each user keeps the ``name=value`` of every Set-Cookie a browser would keep (size rule below), one
   host, no paths; ``cookies = None`` turns that off for users that send their cookie by hand.
 What it leaves out on purpose: redirects (an answer is recorded as it came), compression (no Accept-Encoding:
@@ -257,7 +258,12 @@ class WireClient:
         parser = reading.parser
         received = False
         while not (reading.done or head and reading.headers_done):  # an answer to HEAD has no body
-            chunk = self.sock.recv(READ_SIZE)
+            try:
+                chunk = self.sock.recv(READ_SIZE)
+            except ConnectionResetError as exc:  # closed with a reset: the request was left unread, or not
+                if received:
+                    raise
+                raise ClosedBeforeAnswer(f"the connection was reset before the answer ({exc})") from exc
             if not chunk:
                 if not received:
                     raise ClosedBeforeAnswer("the connection closed before the answer")

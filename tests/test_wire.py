@@ -58,6 +58,12 @@ class Handler(socketserver.StreamRequestHandler):
                 return  # read the request, close without a byte of answer (a worker killed mid-request)
             elif path == "/die-once":
                 w(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+            elif path == "/reset" or (path == "/reset-once" and n == 1):
+                import socket, struct  # close with a reset (RST), as a killed worker's kernel does with unread data
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close(); return
+            elif path == "/reset-once":
+                w(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nafter")
             elif path == "/slow":
                 time.sleep(3); return
             elif path == "/missing":
@@ -94,6 +100,9 @@ c = client(); c.cookies = None; c.request("GET", "/cookie"); out["no_jar"] = sho
 out["die_get"] = show(client().request("GET", "/die"))
 out["die_post"] = show(client().request("POST", "/die", data=b"x"))
 out["die_once_get"] = show(client().request("GET", "/die-once"))
+out["reset_get"] = show(client().request("GET", "/reset"))
+out["reset_post"] = show(client().request("POST", "/reset"))
+out["reset_once_get"] = show(client().request("GET", "/reset-once"))
 out["slow"] = show(client().request("GET", "/slow"))
 fired.clear(); out["missing"] = show(client().request("GET", "/missing"))
 out["torn"] = show(client().request("GET", "/torn"))
@@ -161,6 +170,11 @@ def test_an_idempotent_request_closed_before_its_answer_is_sent_again_once_and_a
     assert answers["die_post"]["status"] == 0 and "ClosedBeforeAnswer" in answers["die_post"]["error"]
     assert answers["die_once_get"] == {"status": 200, "body": "second", "conn": None, "error": None}
     assert answers["counts"]["/die-once"] == 2
+    # the same when the connection is reset rather than closed
+    assert answers["counts"]["/reset"] == 3
+    assert answers["reset_get"]["status"] == answers["reset_post"]["status"] == 0
+    assert "reset before the answer" in answers["reset_post"]["error"]
+    assert answers["reset_once_get"]["status"] == 200 and answers["counts"]["/reset-once"] == 2
 
 
 def test_what_went_wrong_is_the_answers_error_never_an_exception(answers):
