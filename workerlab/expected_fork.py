@@ -38,7 +38,7 @@ PYMEMCACHE_SHARED = (r"^(internal: (MemcacheUnknownError|KeyError|ValueError|Att
 SQLALCHEMY_SHARED = ("^(" + re.escape(NOT_READ_BACK) + "$"
                      "|internal: (ResourceClosedError|InternalError|DatabaseError|ProgrammingError)$"
                      "|sidecar-unreachable: postgres unreachable: OperationalError: .*server closed the connection"
-                     r"|TimeoutError: no answer within \S+ s$)")  # loadtests/wire.py's network timeout
+                     r"|RetriesExceeded: URL \S+/s/import-sqlalchemy/echo\?\S+: 0, original=timed out$)")
 
 
 def import_redis(s: Scenario) -> Expectation:
