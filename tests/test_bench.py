@@ -178,7 +178,9 @@ def test_summary_pairs_measurements_by_repetition():
 
 
 def _summary(lab_rps, lab_gen, lab_server, wrk_rps, wrk_gen, wrk_server):
-    one = lambda v: {"median": v, "min": v, "max": v, "n": 1}  # noqa: E731
+    def one(value):
+        return bench.spread([value])
+
     return {"summary": {"lab": {"rps": one(lab_rps), "generator_cpu": one(lab_gen), "server_cpu": one(lab_server)},
                         "wrk": {"rps": one(wrk_rps), "generator_cpu": one(wrk_gen), "server_cpu": one(wrk_server)},
                         "ratio_lab_wrk": one(round(lab_rps / wrk_rps, 3))}}

@@ -43,8 +43,6 @@ LOCK_TIMEOUT = r"^lock-timeout: "
 SHARED_SOCKET = r"^(internal: ConcurrentObjectUseError$|backend-error: memcached cache\.inc returned None)"
 RETRIES_EXHAUSTED = r"^retries-exhausted: "
 POSTGRES = "PostgreSQL (one server for every process and instance)"
-# postgres-serializable in an unpatched gevent worker: every user contends in every round, one commits. At the
-# default 50 users the 30 tries run out; at --quick's 20 they sufficed (192 of 192 answered, measured).
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..results import GENERATOR_BOUND_SHARE
-from .parse import spread
+from .parse import spread, us_per_request
 
 NOISE_OTHER_CPU = 0.25  # cores used by unrelated processes above which a measurement is marked noisy
 HELLO_TARGET = 0.9
@@ -81,8 +81,7 @@ def targets(scenarios: dict, checker: dict | None) -> dict:
 
 def _us_per_request(figures: dict, cores: str) -> float | None:
     """Median cores over median rps, in µs of CPU per answered request."""
-    c, r = (figures.get(cores) or {}).get("median"), (figures.get("rps") or {}).get("median")
-    return round(1e6 * c / r, 1) if c is not None and r else None
+    return us_per_request((figures.get(cores) or {}).get("median"), (figures.get("rps") or {}).get("median"))
 
 
 def cpu_split(scenarios: dict) -> dict:

@@ -15,7 +15,7 @@ from ..procs import Child, free_port
 from ..stacks.native import find_binary
 from .cpu import CpuWindow, pin, preexec
 from .measure import run_wrk
-from .parse import parse_redis_benchmark, parse_wrk, spread
+from .parse import parse_redis_benchmark, parse_wrk, spread, us_per_request
 
 
 def _wait_port(port: int, child: Child, timeout: float = 10.0) -> None:
@@ -91,7 +91,7 @@ def lab_ceiling_summary(runs: list[dict]) -> dict:
     ok = [r for r in runs if not r.get("error")]
 
     def cost_us(r):  # generator CPU per request, in microseconds
-        return round(1e6 * r["generator_cpu"] / r["driver_rps"], 1) if r.get("driver_rps") else None
+        return us_per_request(r["generator_cpu"], r.get("driver_rps"))
 
     return {
         "runs": runs,

@@ -102,6 +102,11 @@ def lab_figures(stats: dict, history: list[dict] | None) -> dict:
             "requests": stats.get("load_ok"), "errors": errors, "seconds": stats.get("load_seconds")}
 
 
+def us_per_request(cores: float | None, rps: float | None) -> float | None:
+    """Cores busy over requests per second: µs of CPU per request (None when either is missing)."""
+    return round(1e6 * cores / rps, 1) if cores is not None and rps else None
+
+
 def spread(values) -> dict | None:
     values = [v for v in values if v is not None]
     if not values:
