@@ -55,3 +55,17 @@ def on_dirty_starting(arbiter):
                 f.write(str(os.getpid()))
         except OSError as exc:  # never let the lab's note stop the arbiter
             arbiter.log.warning("LAB_DIRTY_PIDFILE %s: %s", path, exc)
+
+
+def post_worker_init(worker):
+    """In each HTTP worker, just before it starts accepting: say so (LAB_READY_DIR/ready.<pid>). The lab starts
+    the load once every worker can take a connection; a worker still booting when the first burst of
+    connections comes in gets none of them, and through nginx's kept-alive connections may serve nothing for a
+    whole cell (CI: gthread-2x8-preload, two clean cells judged inconclusive, served by 1 of 2 workers)."""
+    folder = os.environ.get("LAB_READY_DIR")
+    if folder:
+        try:
+            with open(os.path.join(folder, f"ready.{os.getpid()}"), "w"):
+                pass
+        except OSError as exc:  # never let the lab's note stop a worker
+            worker.log.warning("LAB_READY_DIR %s: %s", folder, exc)

@@ -40,6 +40,11 @@ SIDECARS = ("redis", "memcached", "manager", "postgres")
 BASE_SIDECARS = ("redis", "memcached", "manager")
 SIDECAR_BINARIES = {"redis": "redis-server", "memcached": "memcached", "postgres": "postgres"}
 # redis durability for NativeStack(redis_persistence=...): none (the default) or an append-only file.
+# How many requests nginx sends over one kept-alive connection to gunicorn before it opens a new one (the
+# native template's keepalive_requests; compose-nginx.conf says the same): few enough that the workers keep
+# racing for connections all through a small cell, instead of one worker keeping every one it won at the start
+# (CI, at a load of 3: gthread-2x8-preload's 300-request cells served by 1 of 2 workers, two cells in a row).
+UPSTREAM_KEEPALIVE_REQUESTS = 10
 REDIS_PERSISTENCE = {
     "none": ["--save", "", "--appendonly", "no"],
     "aof-always": ["--save", "", "--appendonly", "yes", "--appendfsync", "always"],
@@ -113,7 +118,8 @@ class NativeStack(ManagedStack):
     def __init__(self, scenario: Scenario, run_dir: Path, *, race_window: str = "yield", direct: bool = False,
                  sidecars: tuple[str, ...] = BASE_SIDECARS,
                  redis_persistence: str = "none", memcached_mb: int = 64, memcached_item_max: str | None = None,
-                 app_extra_env: dict[str, str] | None = None, redis_env: dict[str, str] | None = None):
+                 app_extra_env: dict[str, str] | None = None, redis_env: dict[str, str] | None = None,
+                 keepalive_requests: int = UPSTREAM_KEEPALIVE_REQUESTS):
         self.scenario = scenario
         self.run_dir = run_dir
         self.race_window = race_window
@@ -127,6 +133,7 @@ class NativeStack(ManagedStack):
         self.memcached_item_max = memcached_item_max
         self.app_extra_env = dict(app_extra_env or {})
         self.redis_env = dict(redis_env or {})  # e.g. LD_PRELOAD of the host-crash shim (workerlab/shim/)
+        self.keepalive_requests = keepalive_requests
         self.children = Children()
         self.ports: dict[str, int] = {}
         self.app_ports: list[int] = []
@@ -247,6 +254,11 @@ class NativeStack(ManagedStack):
         """Where app instance ``index``'s dirty arbiter writes its pid (gunicorn.conf.py, on_dirty_starting)."""
         return self.run_dir / f"dirty-arbiter-i{index + 1}.pid"
 
+    def ready_dir(self, index: int) -> Path:
+        """Where each gunicorn worker of app instance ``index`` notes it is ready (gunicorn.conf.py,
+        post_worker_init): ``ready.<pid>``."""
+        return self.run_dir / f"ready-i{index + 1}"
+
     def app_env(self, index: int, port: int) -> dict[str, str]:
         env = self._base_env()
         env.update(dict(self.scenario.env))
@@ -257,6 +269,7 @@ class NativeStack(ManagedStack):
             "LAB_DATA_DIR": str(self.data_dir(index)),
             "LAB_SECRET_KEY": self.secret_key,
             "LAB_DIRTY_PIDFILE": str(self.dirty_pidfile(index)),
+            "LAB_READY_DIR": str(self.ready_dir(index)),
         })
         if self.tmp_dir is not None:
             env["TMPDIR"] = str(self.tmp_dir)
@@ -281,6 +294,7 @@ class NativeStack(ManagedStack):
                            [sys.executable, "-m", "labapp.devserver", "--port", str(port)])
 
     def _start_app(self, index: int) -> None:
+        self.ready_dir(index).mkdir(parents=True, exist_ok=True)
         port = free_port()
         self.app_ports.append(port)
         self._child(f"app-i{index + 1}", self.app_argv(port), env=self.app_env(index, port), cwd=self.app_cwd)
@@ -294,7 +308,7 @@ class NativeStack(ManagedStack):
         conf = conf_dir / "nginx.conf"
         conf.write_text(template.render(
             run_dir=conf_dir, listen=f"127.0.0.1:{port}", upstreams=[f"127.0.0.1:{p}" for p in self.app_ports],
-            keepalive=self.scenario.server == "gunicorn",
+            keepalive=self.scenario.server == "gunicorn", keepalive_requests=self.keepalive_requests,
         ))
         self._child("nginx", [find_binary("nginx"), "-p", str(conf_dir), "-c", str(conf), "-e",
                               str(conf_dir / "error.log")])
@@ -333,10 +347,22 @@ class NativeStack(ManagedStack):
         return http_json(f"{url}/health") is not None
 
     def _app_healthy(self, index: int) -> bool:
-        """Instance ``index`` answers, and its dirty arbiter (when the scenario runs one) said its pid."""
+        """Instance ``index`` answers, its dirty arbiter (when the scenario runs one) said its pid, and every
+        gunicorn worker said it is ready - one answer only says the first worker is."""
         if not self.app_answers(f"http://127.0.0.1:{self.app_ports[index]}"):
             return False
-        return not self.runs_stash or self.dirty_pidfile(index).exists()
+        if self.runs_stash and not self.dirty_pidfile(index).exists():
+            return False
+        return self.workers_ready(index)
+
+    def workers_ready(self, index: int) -> bool:
+        """Has each of app instance ``index``'s gunicorn workers (as many as the scenario runs) noted it is
+        about to accept (a dev server: nothing to wait for)?"""
+        if self.scenario.server != "gunicorn":
+            return True
+        workers = self.app_worker_pids(index)
+        return (len(workers) >= self.scenario.workers
+                and all((self.ready_dir(index) / f"ready.{pid}").exists() for pid in workers))
 
     @property
     def runs_stash(self) -> bool:

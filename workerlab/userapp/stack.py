@@ -61,6 +61,7 @@ class UserAppStack(NativeStack):
             "GUNICORN_BIND": f"127.0.0.1:{port}",
             "LAB_GUNICORN_CONF": str(APP_DIR / "gunicorn.conf.py"),
             "LAB_WORKERS_PY": str(APP_DIR / "labapp" / "workers.py"),
+            "LAB_READY_DIR": str(self.ready_dir(index)),  # the lab's gunicorn.conf.py notes each worker ready
         })
         env.update(service_urls(self.ports))
         env.update(self.declaration.env)
