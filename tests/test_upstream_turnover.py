@@ -22,7 +22,7 @@ stack = pytest.mark.stack
 USERS = 25
 # 1,500 requests: about 150 new connections with the lab's turnover, each a race the late worker can win.
 # Measured with 600 under three CPU hogs on two cores: it won 0-18 % of the requests with a turnover every 10
-# (none once in 10 runs); with nginx's default of 1,000 it served none in 6 of 9 runs on a quiet machine.
+# (none once in 10 runs); with nginx's default of 1,000 it served none in 5 of 9 runs on a quiet machine.
 REQUESTS_EACH = 60
 
 
