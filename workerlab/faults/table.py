@@ -102,7 +102,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           redis_persistence="aof-always",
           host_crash=True),
     Fault("redis-host-crash-aof-everysec", "emulated host crash of redis (appendfsync everysec): unsynced AOF "
-          "writes lost, then restart", inject_restart("redis"), "redis", evidence.host_crash,
+          "writes lost, then restart", inject_restart("redis"), "redis", evidence.host_crash_with_tail,
           redis_persistence="aof-everysec",
           host_crash=True),
     Fault("memcached-restart", "kill -9 and restart of memcached", inject_restart("memcached"), "memcached",
