@@ -183,7 +183,7 @@ UNSYNCED_WAIT_S = 2.0  # everysec fsyncs about once a second: a tail shows up wi
 def _wait_for_unsynced_tail(inj: Injection) -> int | None:
     """Under appendfsync everysec, hold the crash until acknowledged writes wait for their fsync. At a fixed
     rate the load comes in bursts, and a crash in the quiet just after an fsync loses nothing (seen once in
-    CI: 'survives' where a host crash must lose): the crash would be luck's, not the fault's."""
+    CI: nothing lost where a host crash must lose): the crash would be luck's, not the fault's."""
     deadline = time.monotonic() + UNSYNCED_WAIT_S
     while True:
         tail = unsynced_aof_bytes(inj.stack)
