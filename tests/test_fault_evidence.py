@@ -56,6 +56,18 @@ def test_a_fault_that_did_not_happen_is_not(name):
     assert isinstance(why, str) and why
 
 
+@pytest.mark.parametrize("record, proven", [
+    ({"store_unused": True, "shim_loaded": True, "server_id_before": "a1", "server_id_after": "b2"}, True),
+    ({"store_unused": True, "shim_loaded": False, "server_id_before": "a1", "server_id_after": "b2"}, False),
+    ({"shim_loaded": True, "unsynced_aof_bytes_at_kill": -88, "server_id_before": "a1", "server_id_after": "b2"},
+     False),
+    ({"shim_loaded": True, "server_id_before": "a1", "server_id_after": "b2"}, False),
+], ids=["control-crashed", "control-without-shim", "negative-tail", "tail-not-measured"])
+def test_a_host_crash_under_everysec_needs_a_tail_unless_its_cell_is_a_control(record, proven):
+    why = FAULTS["redis-host-crash-aof-everysec"].proof(record)
+    assert (why is None) is proven, why
+
+
 def _acks(n: int) -> list[dict]:
     entries = [{"client": "u0", "req": i, "op": "incr", "phase": "load", "invoke": i * 0.01,
                 "complete": i * 0.01 + 0.001, "status": 200, "value": i + 1, "pid": 1, "instance": "i1"}

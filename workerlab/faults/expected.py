@@ -81,7 +81,7 @@ def expect_fault(strategy: str, fault: Fault, scenario: Scenario, route: Route =
                                                 "every committed increment is in the WAL")
     if fault.hits == "nginx":
         return FaultExpectation(_v(SURVIVES), "nginx holds no state; old nginx workers finish their requests")
-    if fault.hits != where:
+    if not fault.used_by(strategy):
         return FaultExpectation(_v(SURVIVES), f"control: the state lives in {WHERE[where]}, not in {fault.hits}",
                                 control=True)
     if fault.name == "redis-restart":

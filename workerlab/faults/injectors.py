@@ -32,6 +32,7 @@ class Injection:
     at: float | None = None
     info: dict = field(default_factory=dict)
     error: str | None = None
+    store_unused: bool = False  # the strategy keeps nothing in the store the fault hits (Fault.used_by)
 
     def mark(self, **info) -> None:
         self.at = time.monotonic()
@@ -162,19 +163,27 @@ def inject_master_restart(inj: Injection) -> None:
 
 
 def unsynced_aof_bytes(stack: NativeStack) -> int | None:
-    """What redis has written to its append-only files and the host-crash shim still holds (it writes them
-    for real only at redis's fsync): redis's own count of them, less the files' size on disk."""
+    """What redis has appended to its AOF and the host-crash shim still holds (it writes them for real only at
+    redis's fsync): redis's own count of the increment files (``aof_current_size`` less ``aof_base_size``), less
+    the size on disk of the increment files the manifest names (the manifest and the base are not appended to)."""
     import redis
 
     client = redis.Redis(port=stack.ports["redis"], socket_timeout=2, socket_connect_timeout=2)
     try:
-        written = int(client.info("persistence")["aof_current_size"])
+        info = client.info("persistence")
+        appended = int(info["aof_current_size"]) - int(info["aof_base_size"])
     except Exception:  # not answering: no tail to wait for
         return None
     finally:
         client.close()
-    on_disk = sum(f.stat().st_size for f in (stack.run_dir / "redis").glob("appendonlydir/*") if f.is_file())
-    return written - on_disk
+    folder = stack.run_dir / "redis" / "appendonlydir"
+    manifests = list(folder.glob("*.manifest"))
+    if not manifests:
+        return None
+    # "file appendonly.aof.1.incr.aof seq 1 type i": the increment files in use
+    lines = [line.split() for line in manifests[0].read_text().splitlines()]
+    increments = [words[1] for words in lines if words[-2:] == ["type", "i"]]
+    return appended - sum((folder / name).stat().st_size for name in increments if (folder / name).is_file())
 
 
 UNSYNCED_WAIT_S = 2.0  # everysec fsyncs about once a second: a tail shows up within one period of load
@@ -202,8 +211,12 @@ def inject_restart(name: str) -> Callable[[Injection], None]:
         evidence = {}
         if shim:
             evidence["shim_loaded"] = _loaded(pid, os.path.basename(shim))
-            if inj.stack.redis_persistence == "aof-everysec":
+            if inj.store_unused:  # the strategy writes nothing to redis: no tail will come, the crash is the test
+                evidence["store_unused"] = True
+            elif inj.stack.redis_persistence == "aof-everysec":
                 evidence["unsynced_aof_bytes_at_kill"] = _wait_for_unsynced_tail(inj)
+            else:  # appendfsync always: redis fsyncs before it answers, so 0 - the measurement's own check
+                evidence["unsynced_aof_bytes_at_kill"] = unsynced_aof_bytes(inj.stack)
         inj.mark(pid=pid, signal="SIGKILL", server_id_before=before, **evidence)
         inj.info["restart_s"] = round(inj.stack.restart(name, signal.SIGKILL), 3)
         inj.info["server_id_after"] = server_id(inj.stack, name)

@@ -231,7 +231,8 @@ class FaultRun:
         if kind == "load-start":
             phase("fault", f"{step.label}/{strategy}")
             hold = step.folder / "holds" / strategy if fs.fault.holds_load else None
-            fs.injection = Injection(stack, event["t0"], threading.Event(), hold=hold)
+            fs.injection = Injection(stack, event["t0"], threading.Event(), hold=hold,
+                                     store_unused=not fs.fault.used_by(strategy))
             fs.thread = threading.Thread(target=self._inject, args=(fs.fault, fs.injection), daemon=True)
             fs.thread.start()
         elif kind == "cell-loaded":

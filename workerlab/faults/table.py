@@ -68,6 +68,10 @@ class Fault:
     # machine takes: what comes after the fault is then always seen (CellPlan.hold_load).
     holds_load: bool = False
 
+    def used_by(self, strategy: str) -> bool:
+        """Whether the strategy keeps its state in what this fault hits (where it does not, the cell is a control)."""
+        return SCOPES[strategy][1] == self.hits
+
     def stack_settings(self) -> dict:
         return {"redis_persistence": self.redis_persistence, "memcached_mb": self.memcached_mb,
                 "memcached_item_max": self.memcached_item_max, "app_env": dict(self.app_env),
