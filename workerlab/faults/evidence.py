@@ -72,9 +72,7 @@ def host_crash_with_tail(info: dict) -> str | None:
     """An emulated host crash under appendfsync everysec that had something to lose: acknowledged writes the
     shim still held, waiting for their fsync (a crash in the quiet just after an fsync is no test of it). Where
     the strategy writes nothing to redis (a control) no tail can come: there the crash itself is the proof."""
-    if info.get("store_unused"):
-        return host_crash(info)
-    if (info.get("unsynced_aof_bytes_at_kill") or 0) <= 0:
+    if not info.get("store_unused") and (info.get("unsynced_aof_bytes_at_kill") or 0) <= 0:
         return "nothing waited for its fsync when redis was killed"
     return host_crash(info)
 

@@ -69,7 +69,8 @@ class Fault:
     holds_load: bool = False
 
     def used_by(self, strategy: str) -> bool:
-        """Whether the strategy keeps its state in what this fault hits (where it does not, the cell is a control)."""
+        """Whether the strategy keeps its state in what this fault hits: under a store fault (redis, memcached)
+        a strategy that does not is a control."""
         return SCOPES[strategy][1] == self.hits
 
     def stack_settings(self) -> dict:
