@@ -32,12 +32,15 @@ PYMEMCACHE_SHARED = (r"^(internal: (MemcacheUnknownError|KeyError|ValueError|Att
 # result that is not its command's (SQLAlchemy: a SELECT that "does not return rows"; psycopg: "received 0
 # results", "got no result"; libpq: a data row "without prior row description", which another read), or the
 # read gets another request's row or none (not read back); two processes each prepare psycopg's first statement
-# ("_pg3_0") on the one session (DuplicatePreparedStatement, a ProgrammingError); once a worker closed it, the
+# ("_pg3_0") on the one session (DuplicatePreparedStatement, a ProgrammingError), or one binds its parameters to the
+# statement of that name another prepared with a different count (a ProtocolViolation, which psycopg files under
+# OperationalError, so the app reports it as the server unreachable); once a worker closed it, the
 # others find the session gone; a request whose reply another process read is never answered (the load generator
 # gives up after 30 s).
 SQLALCHEMY_SHARED = ("^(" + re.escape(NOT_READ_BACK) + "$"
                      "|internal: (ResourceClosedError|InternalError|DatabaseError|ProgrammingError)$"
-                     "|sidecar-unreachable: postgres unreachable: OperationalError: .*server closed the connection"
+                     "|sidecar-unreachable: postgres unreachable: (OperationalError: .*server closed the connection"
+                     r"|ProtocolViolation: bind message supplies \d+ parameters, but prepared statement)"
                      r"|RetriesExceeded: URL \S+/s/import-sqlalchemy/echo\?\S+: 0, original=timed out$)")
 
 
