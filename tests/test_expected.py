@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from types import SimpleNamespace
 
 import pytest
+from rich.console import Console
 
-from loadtests.checkers import CheckResult
+from loadtests.checkers import NOT_READ_BACK, CheckResult
 from loadtests.verdicts import MATRIX_WORDS
 from workerlab.expected import HOST_FILES, LOCK_TIMEOUT, expect, expectation_for
+from workerlab.present.terminal import TerminalReport
 from workerlab.results import ResultsFile, cell_record, markdown, summary_line
 from workerlab.stacks.native import NativeStack
 from workerlab.strategies import STRATEGIES
@@ -83,6 +86,24 @@ def test_a_different_error_than_the_lock_timeout_is_a_mismatch(scenarios):
     e = expect("locked-global", scenarios["gevent-unpatched"])
     assert e.judge(v("error"), {"internal: RuntimeError": 1, LOCK_TEXT: 5}) is False
     assert e.judge(v("error"), {EAGAIN_TEXT: 5}) is False
+
+
+def test_a_mismatched_expected_error_names_the_failures_that_are_not_its_cause(scenarios):
+    strategy = SimpleNamespace(name="mp-manager", check="counter", question=1)
+    e = expect("mp-manager", scenarios["gevent-x1"])
+    # The checker's counts keep the most common kinds only: the one that made the mismatch is named apart.
+    texts = Counter({EAGAIN_TEXT: 290, "internal: [Errno 9] Bad file descriptor": 7, "HTTP 502": 3})
+    cell = cell_record("gevent-x1", strategy, e, CheckResult(v("error"), error_texts=texts), history_path=None,
+                       throughput_=None)
+    assert cell["match"] is False
+    assert cell["not_the_cause"] == {"internal: [Errno 9] Bad file descriptor": 7, "HTTP 502": 3}
+    console = Console(record=True, width=200)
+    TerminalReport(1, console, mode="quiet").cell_done(cell)
+    shown = "not the expected error: internal: [Errno 9] Bad file descriptor (x7); HTTP 502 (x3)"
+    assert shown in console.export_text()
+    matched = cell_record("gevent-x1", strategy, e, CheckResult(v("error"), error_texts=Counter({EAGAIN_TEXT: 300})),
+                          history_path=None, throughput_=None)
+    assert matched["match"] is True and matched["not_the_cause"] == {}
 
 
 def _record(scenarios, strategy, scenario, race_window, verdict):
@@ -231,8 +252,9 @@ def test_the_expected_pymemcache_errors_are_the_shared_sockets_never_a_crash(sce
     e = expect("import-pymemcache", scenarios["gthread-2x8-preload"])
     shared = {"internal: MemcacheUnknownError": 20, "internal: KeyError": 3,
               "sidecar-unreachable: memcached unreachable: OSError: [Errno 9] Bad file descriptor": 40,
-              "internal: ConcurrentObjectUseError": 14}
+              "internal: ConcurrentObjectUseError": 14, NOT_READ_BACK: 1}
     assert e.judge(v("error"), shared) is True
+    assert e.judge(v("error", "crossed"), shared) is False  # pymemcache checks each reply's key
     assert e.judge(v("error"), {**shared, "HTTP 502": 1}) is False
     assert e.judge(v("error"), {"sidecar-unreachable: memcached unreachable: ConnectionRefusedError: [Errno 111]": 5}) \
         is False  # memcached down is not this cause

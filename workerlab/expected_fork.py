@@ -21,8 +21,11 @@ PYTHON_MEMCACHED_SHARED = "^(" + re.escape(NOT_READ_BACK) + "$|internal: ValueEr
 # What pymemcache raises when one socket serves several readers: a reply of the wrong kind or for another key
 # (MemcacheUnknownError, KeyError, ValueError), a reply another reader took (timed out), a socket another
 # thread closed (Bad file descriptor, AttributeError on its None), gevent refusing a second reader
-# (ConcurrentObjectUseError, an AssertionError, or "closed in another greenlet").
-PYMEMCACHE_SHARED = (r"^(internal: (MemcacheUnknownError|KeyError|ValueError|AttributeError|AssertionError"
+# (ConcurrentObjectUseError, an AssertionError, or "closed in another greenlet"); and a get whose first line
+# read is the END that closed another's reply, which pymemcache takes for a miss (not read back: no value at
+# all, never another's).
+PYMEMCACHE_SHARED = ("^(" + re.escape(NOT_READ_BACK) + "$"
+                     r"|internal: (MemcacheUnknownError|KeyError|ValueError|AttributeError|AssertionError"
                      r"|ConcurrentObjectUseError)$"
                      r"|sidecar-unreachable: memcached unreachable: .*(timed out|Bad file descriptor"
                      r"|closed in another greenlet|MemcacheUnexpectedCloseError))")

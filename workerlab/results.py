@@ -32,6 +32,8 @@ Schema ``worker-lab/results/v1``::
         "observed": {"verdict": [...], "label"} ,
         "match": bool | null,                # observed matches expected (expected.Expectation.judge);
                                              # null: not judged (an "any" expectation) - never counted as matched
+        "not_the_cause": {text: n},          # failures that are not the expected error's named cause
+                                             # (Expectation.not_the_cause): why an expected error did not match
         "counts": {...}, "examples": [...], "notes": [...],   # from the checker
         "throughput": {"rps", "rps_spread": [min, max] | null,   # over 5 equal slices of the load window
                        "p50_ms", "p95_ms", "p99_ms", "achieved_concurrency",
@@ -261,7 +263,8 @@ def _round(value: float | None) -> float | None:
 def cell_record(scenario: str, strategy, expectation: Expectation, check: CheckResult | None, *,
                 history_path: str | None, throughput_: dict | None, error: str | None = None) -> dict:
     observed = check.verdict if check else frozenset({ERROR})
-    match = expectation.judge(observed, check.error_texts if check else {})
+    error_texts = check.error_texts if check else {}
+    match = expectation.judge(observed, error_texts)
     if error:
         match = False  # the cell could not run: judged, and not as expected
     return {
@@ -273,6 +276,7 @@ def cell_record(scenario: str, strategy, expectation: Expectation, check: CheckR
                      "maybe": sorted(expectation.maybe), "cause": expectation.cause},
         "observed": {"verdict": sorted(observed), "label": format_verdict(observed)},
         "match": match,
+        "not_the_cause": {text[:200]: n for text, n in expectation.not_the_cause(observed, error_texts).items()},
         "counts": check.counts if check else {},
         "examples": check.examples if check else [],
         "notes": check.notes if check else [],

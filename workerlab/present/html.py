@@ -131,6 +131,7 @@ def cell_view(cell: dict) -> dict:
         "match": cell.get("match") is not False,  # null: not judged, never shown as a mismatch
         "judged": cell.get("match") is not None,
         "error": cell.get("error"),
+        "not_the_cause": cell.get("not_the_cause") or {},
         "background": cell_background([ERROR] if cell.get("error") else observed),
         "evidence": evidence(cell),
         "counts": cell.get("counts") or {},

@@ -9,6 +9,7 @@ from collections import Counter
 from rich import box
 from rich.columns import Columns
 from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -94,7 +95,10 @@ class TerminalReport:
         if evidence:
             line += f" [dim]({evidence})[/]"
         if cell.get("error"):
-            line += f"\n      [red]error: {cell['error']}[/]"
+            line += f"\n      [red]error: {escape(cell['error'])}[/]"
+        elif cell.get("not_the_cause"):
+            texts = "; ".join(f"{text} (x{n})" for text, n in list(cell["not_the_cause"].items())[:3])
+            line += f"\n      [red]not the expected error: {escape(texts)[:300]}[/]"
         elif cell["match"] is False and cell.get("examples"):
             line += f"\n      [dim]e.g. {json.dumps(cell['examples'][0])[:200]}[/]"
         self.console.print(line, highlight=False)
