@@ -102,7 +102,7 @@ def prepare_same_user(env: Environment, cell: CellPlan) -> None:
     """
     setup = SetupUser(env)
     setup.client_id = "setup"
-    setup.client.client.cookiejar = None
+    setup.client.cookies = None
     Cell.budget.take()
     response = setup.send("incr", f"/s/{cell.strategy}/incr?client=shared")
     Cell.shared_cookie = shared_session_cookie(response)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from locust import FastHttpUser, constant, events, task
+from locust import User, constant, events, task
 from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
@@ -27,27 +27,12 @@ try:  # `locust -f loadtests/locustfile.py` loads this file outside the package,
     from . import declared
     from .arrivals import Schedule
     from .protocol import USER_CLASS_NAMES
+    from .wire import WireClient, browser_keeps
 except ImportError:
     import declared
     from arrivals import Schedule
     from protocol import USER_CLASS_NAMES
-
-# A browser keeps a cookie whose name plus value is at most 4096 bytes (its attributes - Path, HttpOnly,
-# SameSite ... - do not count); a bigger Set-Cookie is ignored and the cookie it would have replaced stays.
-# Chromium 156, measured in tests/browser/test_browser.py: name+value 4096 kept, 4097 ignored.
-BROWSER_COOKIE_LIMIT = 4096
-
-
-def browser_keeps(set_cookie: str | None) -> str | None:
-    """The ``name=value`` a browser stores from a Set-Cookie header, or None when it would ignore it."""
-    if not set_cookie:
-        return None
-    pair = set_cookie.split(";", 1)[0].strip()
-    name, _, value = pair.partition("=")
-    if len(name.strip().encode()) + len(value.strip().encode()) > BROWSER_COOKIE_LIMIT:
-        return None
-    return pair
-
+    from wire import WireClient, browser_keeps
 
 def set_cookie_of(response) -> str | None:
     """The Set-Cookie header of a locust response (None when there is no answer or no such header)."""
@@ -237,16 +222,27 @@ def record(request_type, name, response_time, response_length, response=None, co
     body = None
     if response is not None and status:
         body = answer_body(lab["op"], status, response.headers, response.content or b"")
-    add_entry(make_entry(lab, status, body, exception))
+    # An answered request's error is its status or its body's, not the client's FailedStatus.
+    add_entry(make_entry(lab, status, body, None if status else exception))
     lab["recorded"] = True  # (after make_entry copied it) LabUser.send: this request is accounted for
 
 
-class LabUser(FastHttpUser):
+class LabUser(User):
+    """A locust user with the lab's own HTTP client (loadtests/wire.py: a keep-alive connection of its own,
+    a fraction of FastHttpUser's CPU per request) and its recording."""
+
     abstract = True
     wait_time = constant(0)
-    # Keep the generator light: no retries, short timeouts bound every cell.
+    # Short timeouts bound every cell.
     network_timeout = 30.0
     connection_timeout = 5.0
+
+    def __init__(self, environment):
+        super().__init__(environment)
+        if not self.host:
+            raise ValueError("no host to send to: set the user class's host or pass --host")
+        self.client = WireClient(self.host, environment.events.request, connect_timeout=self.connection_timeout,
+                                 network_timeout=self.network_timeout)
 
     def on_start(self):
         self.client_id = f"{Cell.client_prefix}u{next(Cell.clients)}"
@@ -314,7 +310,7 @@ class SameUserUser(LabUser):
 
     def on_start(self):
         super().on_start()
-        self.client.client.cookiejar = None  # the shared cookie is sent by hand
+        self.client.cookies = None  # the shared cookie is sent by hand
 
     @task
     def increment(self):
@@ -328,7 +324,7 @@ class SessionUser(LabUser):
 
     def on_start(self):
         super().on_start()
-        self.client.client.cookiejar = None
+        self.client.cookies = None
         self.cookie: str | None = None
         self.done = 0
 
@@ -405,7 +401,7 @@ class DeclaredSessionUser(DeclaredBase):
 
     def on_start(self):
         super().on_start()
-        self.client.client.cookiejar = None
+        self.client.cookies = None
         self.cookie: str | None = None
         self.done = 0
         login = Cell.request.get("login")

@@ -3,9 +3,9 @@
 For every gunicorn scenario and three cells - ``/hello``, one correct strategy (``redis-incr``)
 and one racy one (``naive-global``) - the bench measures, interleaved on one running stack:
 
-- the lab's own measurement: ``loadtests.driver`` (locust as a library, FastHttpUser) recording
-  every request as a history entry, its RPS computed by ``workerlab.results.throughput`` exactly
-  as in results.json;
+- the lab's own measurement: ``loadtests.driver`` (locust as a library, its users on the lab's HTTP client,
+  loadtests/wire.py) recording every request as a history entry, its RPS computed by
+  ``workerlab.results.throughput`` exactly as in results.json;
 - the same cell with recording switched off (``"record": false``): the cost of recording;
 - wrk (``-t1``, same connection count, same URL) as the reference generator.
 

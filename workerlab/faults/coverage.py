@@ -47,7 +47,8 @@ def resent_by(scenario: Scenario, route: Route) -> str | None:
     """Who sends again a GET whose connection died before its answer (RFC 9110 lets a client retry an
     idempotent method; the lab's increments are GETs): None when the request just fails."""
     if route.direct:
-        return "the load generator (geventhttpclient retries a GET whose connection closed before the answer)"
+        return ("the load generator (loadtests/wire.py, as browsers and geventhttpclient, resends a GET whose "
+                "connection closed before the answer)")
     if scenario.worker_class in KEEPS_ALIVE:
         return "nginx (a request that fails on a kept-alive upstream connection is retried on a new one)"
     return None  # sync closes each connection, so nginx's was new: it answers 502
