@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -95,3 +96,13 @@ def test_the_presentation_reads_only_run_files():
         ours = {n for n in imported(path) if n.startswith("workerlab")}
         bad = {n for n in ours if not n.startswith("workerlab.present") and n not in PRESENT_READS}
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_the_locust_image_pins_what_the_host_generator_pins():
+    """The containers' generator runs the same loadtests/ as the host's: the same locust and HTTP client."""
+    def pins(path):
+        return dict(re.findall(r"^([A-Za-z][\w.-]*)==(\S+)", path.read_text(), re.M))
+
+    image = pins(ROOT / "compose" / "locust" / "requirements.txt")
+    assert set(image) == {"locust", "httptools"}
+    assert image.items() <= pins(ROOT / "requirements.txt").items()
