@@ -119,7 +119,12 @@ class PostgresServer:
         """Child(...) keyword arguments: where it runs and as whom."""
         return {"cwd": self.root, "popen": self._popen()}
 
-    def url(self, port: int, host: str = "127.0.0.1") -> str:
+    def url(self, port: int, host: str = "localhost") -> str:
+        """The app's URL of the database, which names its host as deployments do (compose names it ``postgres``).
+        psycopg looks a name up with Python's socket.getaddrinfo - under gevent, a switch to the hub - and skips
+        the lookup for an address: with 127.0.0.1 the native stack would hide a trap the containers show (a
+        real lock held across that switch, see expected_fork.lazy_sqlalchemy). The server listens on 127.0.0.1
+        only; libpq tries each address the name has (::1 is refused at once)."""
         return f"postgresql://{USER}:{self.password}@{host}:{port}/{DATABASE}"
 
     def accepting(self, port: int) -> bool:
