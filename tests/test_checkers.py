@@ -453,6 +453,22 @@ def test_counter_a_failed_final_read_makes_the_cell_inconclusive():
     assert result.notes == ["1 of 2 final reads failed (e.g. ConnectionError)"]
 
 
+def test_counter_a_failed_final_read_of_a_process_another_read_reached_hides_nothing():
+    # The reads at rest go out 16 at once: a client shared by greenlets fails one (seen under gevent-preload).
+    history = sequential([1, 2, 3]) + [final(None, status=500, error="internal: ConcurrentObjectUseError"),
+                                       final(3, req=10_001)]
+    result = check_counter(history)
+    assert result.verdict == CORRECT and result.counts["final_reads_failed"] == 1
+    assert result.notes == ["1 of 2 final reads failed (e.g. internal: ConcurrentObjectUseError); each answered by "
+                            "a process another read at rest reached"]
+    # The failed read's process was never read at rest: what it holds at rest is unknown.
+    history = sequential([1, 2, 3]) + [final(None, P2, status=500, error="internal: boom"), final(3, req=10_001)]
+    assert check_counter(history).verdict == frozenset({"inconclusive"})
+    # Answered, but by no named process (a user's app): unknown which it was.
+    unnamed = {**final(None, status=500, error="internal: boom"), "pid": None, "instance": None}
+    assert check_counter(sequential([1, 2, 3]) + [unnamed, final(3, req=10_001)]).verdict == frozenset({"inconclusive"})
+
+
 def test_counter_failed_final_reads_without_acknowledged_increments_decide_nothing():
     # Every increment failed (the strategy errors): there is nothing a final read must reflect.
     history = [failed(req=k, invoke=k) for k in range(3)] + [final(None, status=500, error="HTTP 500")]
