@@ -41,13 +41,18 @@ the anomaly. Every rule below is a verdict word, never only a note:
 
 from __future__ import annotations
 
-import bisect
 import gc
-import itertools
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 
-from .history import ok, process_of
+from .counter_rules import (
+    lost_shown_by_values,
+    one_counter_read_alike,
+    per_process_counters,
+    realtime_per_process,
+    realtime_violations,
+)
+from .history import MAX_EXAMPLES, brief, ok, process_of
 from .verdicts import (
     CORRECT,
     CROSSED,
@@ -61,7 +66,6 @@ from .verdicts import (
     UNANSWERED,
 )
 
-MAX_EXAMPLES = 3
 MALFORMED = "malformed: a 200 answer without an integer value"
 NOT_READ_BACK = "not read back: a 200 answer whose value is neither the nonce sent nor another request's"
 SERVED_BY_UNKNOWN = ("no answer names who served it: the per-process rules (a counter per process, real-time "
@@ -91,11 +95,6 @@ def _verdict(words: set[str]) -> frozenset[str]:
     return frozenset(words) if words else frozenset({CORRECT})
 
 
-def _brief(entry: dict) -> dict:
-    keys = ("client", "req", "op", "invoke", "complete", "status", "value", "sent", "owner", "pid", "instance", "error")
-    return {k: entry.get(k) for k in keys if entry.get(k) is not None}
-
-
 def _named(entry: dict) -> bool:
     """Does the entry name the server process that answered it (a user's app may not)?"""
     return entry.get("pid") is not None or entry.get("instance") is not None
@@ -103,24 +102,6 @@ def _named(entry: dict) -> bool:
 
 def _processes(entries) -> int:  # the server processes the entries name; 0 when none does (a user's app)
     return len({process_of(e) for e in entries if _named(e)})
-
-
-def realtime_violations(acks: list[dict]) -> tuple[int, list[dict]]:
-    """Count B such that some A completed before B was invoked and value(A) >= value(B)."""
-    by_complete = sorted(acks, key=lambda e: e["complete"])
-    completes = [e["complete"] for e in by_complete]
-    prefix_max = list(itertools.accumulate((e["value"] for e in by_complete), max))
-    violations = 0
-    examples: list[dict] = []
-    for b in acks:
-        i = bisect.bisect_left(completes, b["invoke"])  # entries completed strictly before b began
-        if i and prefix_max[i - 1] >= b["value"]:
-            violations += 1
-            if len(examples) < MAX_EXAMPLES:
-                # The earliest-completing entry that holds that maximum is the example "A".
-                earlier = next(e for e in by_complete[:i] if e["value"] == prefix_max[i - 1])
-                examples.append({"earlier": _brief(earlier), "later": _brief(b)})
-    return violations, examples
 
 
 def _load_of(history: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
@@ -147,7 +128,7 @@ def _failed(words: set[str], examples: list[dict], errors: list[dict], wrong: li
         texts[wrong_text] += len(wrong)
     if errors or wrong:
         words.add(ERROR)
-        examples.extend(_brief(e) for e in (errors + wrong)[:MAX_EXAMPLES])
+        examples.extend(brief(e) for e in (errors + wrong)[:MAX_EXAMPLES])
     return texts
 
 
@@ -157,58 +138,7 @@ def _account(words: set[str], counts: dict, examples: list[dict], texts: Counter
     counts["unanswered"] = len(unanswered)
     if unanswered:
         words.add(UNANSWERED)
-        examples.append(_brief(unanswered[0]))
-
-
-def _per_process_counters(values_by_process: dict[str, list[int]], slack: int) -> bool:
-    """Each process's own acknowledged values run 1..n: a counter of its own. Duplicates inside a process
-    are allowed; gaps only as many as requests that failed or went unanswered (they may have counted), plus
-    one per value repeated in a process whose answers prove no increment lost (a counter read again after
-    another increment skips a value - 1 too, when its first two requests both read after incrementing). A
-    shared counter that loses updates repeats values in every process, and those repeats excuse nothing."""
-    if len(values_by_process) < 2:
-        return False
-    gaps = excused = 0
-    for values in values_by_process.values():
-        distinct = set(values)
-        repeats = len(values) - len(distinct) if not lost_shown_by_values(values) else 0
-        if 1 not in distinct and not repeats:
-            return False
-        gaps += max(distinct) - len(distinct)
-        excused += repeats
-    return gaps <= slack + excused
-
-
-def _one_counter_read_alike(acks_by_process: Counter, final_by_process: dict[str, int]) -> bool:
-    """Every loaded process reads one value at rest, below some process's own acknowledged count: one shared
-    counter that lost most increments (each process saw every value 1..n), not counters per process that all
-    lost some and ended on one number by chance. An even share with nothing lost stays one per process."""
-    read = acks_by_process.keys() & final_by_process.keys()
-    values = {final_by_process[p] for p in read}
-    return len(read) > 1 and len(values) == 1 and any(acks_by_process[p] > final_by_process[p] for p in read)
-
-
-def lost_shown_by_values(values: list[int]) -> int:
-    """Increments the answers alone prove lost: the most, over v, by which the answers at or below v
-    outnumber v. A counter that keeps every increment cannot answer v or less to more than v requests: the
-    last of them to read did so after all of them had incremented (a failed request that counted only adds)."""
-    shown = 0
-    for rank, value in enumerate(sorted(values), 1):
-        shown = max(shown, rank - value)
-    return shown
-
-
-def _realtime_per_process(acks: list[dict], processes: list[str]) -> tuple[int, list[dict]]:
-    """Real-time order within each process; ``processes`` names each ack's process (``process_of``)."""
-    by_process: dict[str, list[dict]] = defaultdict(list)
-    for process, e in zip(processes, acks, strict=True):
-        by_process[process].append(e)
-    total, examples = 0, []
-    for entries in by_process.values():
-        n, ex = realtime_violations(entries)
-        total += n
-        examples.extend(ex)
-    return total, examples[:MAX_EXAMPLES]
+        examples.append(brief(unanswered[0]))
 
 
 def check_counter(history: list[dict]) -> CheckResult:
@@ -252,8 +182,8 @@ def check_counter(history: list[dict]) -> CheckResult:
     # Processes that served load and no longer exist (the driver saw them gone: a fork per request).
     exited = {process_of(e) for e in history if e.get("phase") == "exited"} - final_by_process.keys()
     unread = [p for p in acks_by_process if p not in final_by_process and p not in exited]
-    per_process = _per_process_counters(values_by_process, len(errors) + len(malformed) + len(unanswered))
-    if per_process and not exited and _one_counter_read_alike(acks_by_process, final_by_process):
+    per_process = per_process_counters(values_by_process, len(errors) + len(malformed) + len(unanswered))
+    if per_process and not exited and one_counter_read_alike(acks_by_process, final_by_process):
         per_process = False
     served_by_known = processes_under_load > 0 or _processes(finals) > 0
     if acks and not served_by_known:
@@ -310,11 +240,11 @@ def check_counter(history: list[dict]) -> CheckResult:
         lost = max(0, len(acks) - final)
         over = final > len(load)
         if lost:
-            examples.append({"final_read": _brief(finals[-1]), "acknowledged": len(acks)})
+            examples.append({"final_read": brief(finals[-1]), "acknowledged": len(acks)})
     if over:
         words.add(OVER_COUNTS)
         notes.append(f"final value(s) {sorted(final_values)[:6]} exceed the {len(load)} attempted increments")
-    violations, rt_examples = _realtime_per_process(acks, ack_processes) if per_process else realtime_violations(acks)
+    violations, rt_examples = realtime_per_process(acks, ack_processes) if per_process else realtime_violations(acks)
     # One shared counter never hands out a value that is not above an increment completed before it began,
     # nor v or less to more than v requests; per-process counters may, across processes.
     if lost or shown_lost or violations:
@@ -325,7 +255,7 @@ def check_counter(history: list[dict]) -> CheckResult:
     texts = _failed(words, examples, errors, malformed, MALFORMED)
     if duplicates:
         dup_values = [v for v, c in value_counts.items() if c > 1][:MAX_EXAMPLES]
-        examples.extend(_brief(e) for e in acks if e["value"] in dup_values[:1])
+        examples.extend(brief(e) for e in acks if e["value"] in dup_values[:1])
     examples.extend(rt_examples[:1])
     if undecided:
         words.add(INCONCLUSIVE)
@@ -385,7 +315,7 @@ def check_sessions(history: list[dict]) -> CheckResult:
     examples: list[dict] = []
     if leaks:
         words.add(LEAKS)
-        examples.extend(_brief(e) for e in leaks[:MAX_EXAMPLES])
+        examples.extend(brief(e) for e in leaks[:MAX_EXAMPLES])
     if diverged_users:
         words.add(DIVERGES)
         c = diverged_users[0]
@@ -396,7 +326,7 @@ def check_sessions(history: list[dict]) -> CheckResult:
         examples.append({"client": c, "values": [e["value"] for e in by_client[c]][:20]})
     if errors:
         words.add(ERROR)
-        examples.extend(_brief(e) for e in errors[:MAX_EXAMPLES])
+        examples.extend(brief(e) for e in errors[:MAX_EXAMPLES])
     counts = {
         "attempted": len(load),
         "acknowledged": sum(len(v) for v in by_client.values()),
@@ -421,10 +351,10 @@ def check_isolation(history: list[dict]) -> CheckResult:
     examples: list[dict] = []
     if leaks:
         words.add(LEAKS)
-        examples.extend(_brief(e) for e in leaks[:MAX_EXAMPLES])
+        examples.extend(brief(e) for e in leaks[:MAX_EXAMPLES])
     if errors:
         words.add(ERROR)
-        examples.extend(_brief(e) for e in errors[:MAX_EXAMPLES])
+        examples.extend(brief(e) for e in errors[:MAX_EXAMPLES])
     counts = {
         "attempted": len(load),
         "acknowledged": len(acks),
@@ -448,7 +378,7 @@ def check_unique(history: list[dict]) -> CheckResult:
     if duplicated:
         words.add(LOST_UPDATES)
         first = next(iter(sorted(duplicated)))
-        examples.extend(_brief(e) for e in acks if str(e["value"]) == first)
+        examples.extend(brief(e) for e in acks if str(e["value"]) == first)
     texts = _failed(words, examples, errors, [], "")
     counts = {
         "attempted": len(load),
@@ -474,7 +404,7 @@ def check_crossed(history: list[dict]) -> CheckResult:
     examples: list[dict] = []
     if crossed:
         words.add(CROSSED)
-        examples.extend({"got": _brief(e), "whose": _brief(by_nonce[e["value"]])} for e in crossed[:MAX_EXAMPLES])
+        examples.extend({"got": brief(e), "whose": brief(by_nonce[e["value"]])} for e in crossed[:MAX_EXAMPLES])
     texts = _failed(words, examples, errors, not_read_back, NOT_READ_BACK)
     counts = {
         "attempted": len(load),

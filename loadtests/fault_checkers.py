@@ -41,8 +41,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from .checkers import MAX_EXAMPLES, CheckResult, _brief, _realtime_per_process, realtime_violations
-from .history import ok, process_of
+from .checkers import CheckResult
+from .counter_rules import realtime_per_process, realtime_violations
+from .history import MAX_EXAMPLES, brief, ok, process_of
 from .verdicts import (
     DIVERGES,
     INCONCLUSIVE,
@@ -127,7 +128,7 @@ def check_counter_fault(history: list[dict], *, scope: str, fault_at: float, mom
         if lost:
             resets = moment and acked_before > 0 and lost >= acked_before
             words.add(RESETS if resets else LOSES_ACKED_WRITES)
-            examples.append({"final_read": _brief(finals[-1]), "acknowledged": len(acks)})
+            examples.append({"final_read": brief(finals[-1]), "acknowledged": len(acks)})
     elif scope == "process":
         acks_by_process = Counter(process_of(e) for e in acks)
         final_by_process = {process_of(e): e["value"] for e in finals}
@@ -165,7 +166,7 @@ def check_counter_fault(history: list[dict], *, scope: str, fault_at: float, mom
         raise ValueError(f"scope {scope!r}: store or process")
     counts["lost"] = lost
     # An ack whose value is not above one that completed before it began (in the store; in its process).
-    violations, rt_examples = realtime_violations(acks) if scope == "store" else _realtime_per_process(acks)
+    violations, rt_examples = realtime_violations(acks) if scope == "store" else realtime_per_process(acks)
     counts["went_back"] = violations
     examples.extend(rt_examples[:1])
     if violations and not words & {RESETS, LOSES_ACKED_WRITES}:
@@ -201,7 +202,7 @@ def check_sessions_fault(history: list[dict], *, fault_at: float) -> CheckResult
                 else:
                     stepped_back.append(client)
                 if len(examples) < MAX_EXAMPLES:
-                    examples.append({"client": client, "after": last, "then": _brief(e)})
+                    examples.append({"client": client, "after": last, "then": brief(e)})
             last = v
     reset_users = sorted(set(reset_users))
     stepped_back = sorted(set(stepped_back) - set(reset_users))
@@ -211,7 +212,7 @@ def check_sessions_fault(history: list[dict], *, fault_at: float) -> CheckResult
         words.add(LOSES_ACKED_WRITES)
     if leaks:
         words.add(LEAKS)
-        examples.extend(_brief(e) for e in leaks[:MAX_EXAMPLES])
+        examples.extend(brief(e) for e in leaks[:MAX_EXAMPLES])
     acks = [e for e in load if ok(e)]
     if load and not any(e["complete"] >= fault_at for e in acks):
         words.add(UNAVAILABLE)

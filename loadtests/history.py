@@ -37,6 +37,16 @@ def ok(entry: dict) -> bool:
     return isinstance(status, int) and 200 <= status < 300 and entry.get("error") is None
 
 
+# Examples a result keeps of each kind (a history can hold a million entries).
+MAX_EXAMPLES = 3
+
+
+def brief(entry: dict) -> dict:
+    """The fields of an entry an example shows."""
+    keys = ("client", "req", "op", "invoke", "complete", "status", "value", "sent", "owner", "pid", "instance", "error")
+    return {k: entry.get(k) for k in keys if entry.get(k) is not None}
+
+
 def process_of(entry: dict) -> str:
     """A server process, named so that pids from different instances never collide."""
     return f"{entry.get('instance')}/{entry.get('pid')}"

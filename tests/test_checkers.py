@@ -17,7 +17,6 @@ from loadtests.checkers import (
     MAX_EXAMPLES,
     NOT_READ_BACK,
     CheckResult,
-    _brief,
     check,
     check_counter,
     check_crossed,
@@ -28,6 +27,7 @@ from loadtests.checkers import (
     lost_shown_by_values,
     realtime_violations,
 )
+from loadtests.history import brief
 
 CORRECT = frozenset({"correct"})
 
@@ -601,7 +601,7 @@ def test_counter_realtime_violation_is_counted():
     assert result.counts["realtime_violations"] == 1
     assert result.counts["duplicates"] == 0
     assert result.counts["lost"] == 0
-    assert {"earlier": _brief(a), "later": _brief(b)} in result.examples
+    assert {"earlier": brief(a), "later": brief(b)} in result.examples
     # A shared counter that went back: a lost update, even though no value repeats and none is missing.
     assert result.verdict == frozenset({"lost-updates"})
 
@@ -637,7 +637,7 @@ def test_realtime_one_violation_per_later_request():
     b = entry(req=2, invoke=2, complete=3, value=2)
     count, examples = realtime_violations([a1, a2, b])
     assert count == 1
-    assert examples == [{"earlier": _brief(a2), "later": _brief(b)}]
+    assert examples == [{"earlier": brief(a2), "later": brief(b)}]
 
 
 def test_realtime_examples_are_capped():
@@ -829,7 +829,7 @@ def test_sessions_leak_of_another_users_session():
     assert result.verdict == frozenset({"leaks"})
     assert result.counts["leaked_responses"] == 1
     assert result.counts["users_wrong_sequence"] == 0
-    assert result.examples == [_brief(leaked)]
+    assert result.examples == [brief(leaked)]
     assert result.examples[0]["client"] == "u1"
     assert result.examples[0]["owner"] == "u0"
 
@@ -971,7 +971,7 @@ def test_isolation_one_foreign_token_is_a_leak():
     assert result.verdict == frozenset({"leaks"})
     assert result.counts["leaked_responses"] == 1
     assert result.counts["acknowledged"] == 5
-    assert result.examples == [_brief(history[2])]
+    assert result.examples == [brief(history[2])]
     assert result.examples[0]["sent"] == "u0-0002"
     assert result.examples[0]["value"] == "u1-beef"
 
@@ -1087,7 +1087,7 @@ def test_result_to_dict_sorts_verdict():
 
 def test_brief_keeps_known_fields_that_are_set():
     e = entry(req=7, value=0, status=0, error="boom", owner=None, sent=None)
-    b = _brief(e)
+    b = brief(e)
     assert b["value"] == 0  # falsy but set: kept
     assert b["status"] == 0
     assert "owner" not in b and "sent" not in b  # None: dropped

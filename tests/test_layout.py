@@ -13,6 +13,7 @@ from labtools import ROOT
 APP = ROOT / "services" / "app" / "labapp"
 # Pure: judged and shared by the runner, the driver and the web UI; the standard library only.
 PURE = ["loadtests/protocol.py", "loadtests/verdicts.py", "loadtests/history.py", "loadtests/checkers.py",
+        "loadtests/counter_rules.py",
         "loadtests/fault_checkers.py", "loadtests/arrivals.py"]
 MAX_LINES = 500
 
