@@ -47,6 +47,12 @@ SQLALCHEMY_SHARED = ("^(" + re.escape(NOT_READ_BACK) + "$"
                      r"|TimeoutError: no answer within \S+ s$)")  # loadtests/wire.py's network timeout
 
 
+# The lazy fixes under gevent's --preload: their lock, made at import, is the real one (the reason goes on with
+# what the first request does while it holds it).
+FIRST_USE_LOCK_TRAP = ("the fix falls into gevent's trap: its first-use lock is a real threading.Lock made at import, "
+                       "before the worker patched; the first request holds it while ")
+
+
 def import_redis(s: Scenario) -> Expectation:
     return Expectation(CORRECT_VERDICT, "redis-py's pool remembers the pid that made its connections and makes new "
                                         "ones in any other process; between threads it hands each its own")
@@ -99,9 +105,7 @@ def import_thread(s: Scenario) -> Expectation:
 
 def lazy_thread(s: Scenario) -> Expectation:
     if s.imported_before_patch:
-        return Expectation(_v(UNANSWERED), "the fix falls into gevent's trap: its first-use lock is a real "
-                                           "threading.Lock made at import, before the worker patched; the first "
-                                           "request holds it while it starts the refresher (Thread.start waits: a "
+        return Expectation(_v(UNANSWERED), f"{FIRST_USE_LOCK_TRAP}it starts the refresher (Thread.start waits: a "
                                            "switch to the refresher's greenlet), whose first step, taking its "
                                            "redis client, needs the same lock and blocks the worker's only thread "
                                            "on it, and no request is answered")
@@ -132,9 +136,7 @@ def import_sqlalchemy(s: Scenario) -> Expectation:
 
 def lazy_sqlalchemy(s: Scenario) -> Expectation:
     if s.imported_before_patch:
-        return Expectation(_v(UNANSWERED), "the fix falls into gevent's trap: its first-use lock is a real "
-                                           "threading.Lock made at import, before the worker patched; the first "
-                                           "request holds it while psycopg looks the database's host name up "
+        return Expectation(_v(UNANSWERED), f"{FIRST_USE_LOCK_TRAP}psycopg looks the database's host name up "
                                            "(socket.getaddrinfo, patched by then: a switch to the hub), the next "
                                            "request blocks the worker's only thread on the lock, and no request "
                                            "is answered. A database named by its address is not looked up: the "
