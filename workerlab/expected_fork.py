@@ -136,11 +136,14 @@ def import_sqlalchemy(s: Scenario) -> Expectation:
 
 def lazy_sqlalchemy(s: Scenario) -> Expectation:
     if s.imported_before_patch:
-        return Expectation(_v(UNANSWERED), f"{FIRST_USE_LOCK_TRAP}psycopg looks the database's host name up "
-                                           "(socket.getaddrinfo, patched by then: a switch to the hub), the next "
-                                           "request blocks the worker's only thread on the lock, and no request "
-                                           "is answered. A database named by its address is not looked up: the "
-                                           "same code then works")
+        return Expectation(_v(UNANSWERED), f"{FIRST_USE_LOCK_TRAP}it sets the engine up: psycopg looks the "
+                                           "database's host name up (socket.getaddrinfo, patched by then: a switch "
+                                           "to the hub), and the set-up lasts the race window's first use, as a "
+                                           "network's lookup and handshake do; the next request blocks the "
+                                           "worker's only thread on the lock, and no request is answered. Without "
+                                           "the window only a request that comes during the lookup does, and a "
+                                           "database named by its address is not looked up",
+                           rests_on_window=True)
     return sqlalchemy_fixed(s)
 
 

@@ -7,7 +7,8 @@ create its table, as apps run ``metadata.create_all`` at start-up) keeps that co
 SQLAlchemy's "Using Connection Pools with Multiprocessing or os.fork()" says so, and gives the fixes.
 
 ``import-sqlalchemy``   the engine (psycopg 3 driver) made and used when the app is made.
-``lazy-sqlalchemy``     the fix: the engine is made on first use in each process (the pid is checked).
+``lazy-sqlalchemy``     the fix: the engine is made on first use in each process (the pid is checked); its
+                        set-up lasts the race window's first-use length (``race.FIRST_USE_S``).
 ``dispose-sqlalchemy``  the other fix: the engine made and used when the app is made, and
                         ``engine.dispose(close=False)`` run in every child right after a fork
                         (``os.register_at_fork``: gunicorn's workers and the dev server's forks alike - what a
@@ -139,6 +140,7 @@ class LazySqlalchemy(SqlalchemyNonce):
             raise SidecarUnreachable(NO_POSTGRES)
         engine = new_engine(self.res.settings.postgres_url)
         make_schema(engine)
+        self.window.first_use()  # the set-up's length over a network: the next request comes while it runs
         return engine
 
     def engine(self):
