@@ -67,9 +67,12 @@ class RaceWindow:
             time.sleep(0)
 
     def first_use(self) -> None:
-        """The window of a value being made on first use (see FIRST_USE_S): a cooperative sleep under ``yield``."""
+        """The window of a value being made on first use (see FIRST_USE_S). Under ``yield`` it waits as the
+        set-up's network I/O would here: ``time.sleep`` looked up now, so a greenlet switch where gevent has
+        patched (the sockets too) and a blocked thread where it has not - an unpatched gevent worker's set-up
+        blocks its one thread, and switching there would invent a hang the real code cannot have."""
         if self.mode == "yield":
-            cooperative_sleep(FIRST_USE_S)
+            time.sleep(FIRST_USE_S)
         else:
             self()
 
